@@ -1,0 +1,1 @@
+"""Agents (policies): messages + tools -> an assistant turn. Filled in by the harness/agent issue."""

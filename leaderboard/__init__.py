@@ -1,0 +1,1 @@
+"""`orchard-bench`: evaluation and leaderboard. Filled in by the leaderboard issue."""

@@ -1,0 +1,67 @@
+"""The bubblewrap command line of a local sandbox: a private root from read-only system dirs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from orchard_envs.errors import ConfigError
+from orchard_envs.sandbox.spec import SandboxSpec
+
+SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
+# With the host as root, only what programs need from /etc is visible; no host secrets.
+HOST_ETC = (
+    "alternatives", "bash.bashrc", "ca-certificates", "ca-certificates.conf", "gitconfig", "group",
+    "host.conf", "hostname", "hosts", "inputrc", "ld.so.cache", "ld.so.conf", "ld.so.conf.d",
+    "localtime", "mime.types", "nsswitch.conf", "os-release", "passwd", "profile", "protocols",
+    "python3", "python3.11", "resolv.conf", "services", "ssl", "timezone",
+)
+DEFAULT_ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "HOME": "/root",
+    "LANG": "C.UTF-8",
+    "TERM": "dumb",
+    "PAGER": "cat",
+    "GIT_PAGER": "cat",
+    "PYTHONDONTWRITEBYTECODE": "1",
+}
+
+
+def system_root(image: str) -> Path:
+    """'default' is the host's own system dirs; anything else must be a rootfs directory."""
+    if image == "default":
+        return Path("/")
+    root = Path(image)
+    if not (root / "usr").is_dir():
+        raise ConfigError(
+            f"local backend: image {image!r} is neither 'default' nor a root filesystem directory "
+            "(one with usr/ inside, e.g. made by debootstrap)"
+        )
+    return root
+
+
+def bwrap_argv(spec: SandboxSpec, workspace: Path, tmp: Path, home: Path, ctl: Path) -> list[str]:
+    root = system_root(spec.image)
+    argv = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+    argv += ["--share-net"] if spec.network else []
+    argv += ["--hostname", "sandbox"]
+    for name in SYSTEM_DIRS:
+        source = root / name
+        if source.is_symlink():
+            argv += ["--symlink", str(source.readlink()), f"/{name}"]
+        elif source.is_dir():
+            argv += ["--ro-bind", str(source), f"/{name}"]
+    if spec.image == "default":
+        argv += ["--dir", "/etc"]
+        for name in HOST_ETC:
+            argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    else:
+        argv += ["--ro-bind", str(root / "etc"), "/etc"]
+    argv += ["--proc", "/proc", "--dev", "/dev"]
+    argv += ["--bind", str(tmp), "/tmp", "--bind", str(home), "/root"]
+    argv += ["--bind", str(workspace), spec.workdir, "--bind", str(ctl), "/.orchard"]
+    argv += ["--chdir", spec.workdir, "--clearenv"]
+    for key, value in {**DEFAULT_ENV, **spec.env}.items():
+        argv += ["--setenv", key, value]
+    return argv
+
+BROKER_SHELL = ["/bin/bash", "--noprofile", "--norc", "-c"]

@@ -1,0 +1,108 @@
+"""Per-sandbox cgroups (v1 or v2) for memory, pids and CPU: the kernel's own limits, not rlimits."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import warnings
+from pathlib import Path
+
+from orchard_envs.sandbox.spec import SandboxSpec
+
+ROOT = Path("/sys/fs/cgroup")
+PERIOD_US = 100_000
+
+
+def _v2() -> bool:
+    return (ROOT / "cgroup.controllers").exists()
+
+
+class CgroupSet:
+    """The cgroup directories of one sandbox; empty (no limits) where cgroups are not writable."""
+
+    def __init__(self, dirs: list[Path]) -> None:
+        self.dirs = dirs
+
+    @classmethod
+    def create(cls, name: str, spec: SandboxSpec) -> CgroupSet:
+        try:
+            return cls(_create_v2(name, spec) if _v2() else _create_v1(name, spec))
+        except OSError as exc:
+            warnings.warn(
+                f"cgroups are not writable here ({exc}); sandbox memory/pids/cpu limits are not enforced. "
+                "Run as root on a host with cgroups mounted to enforce them.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return cls([])
+
+    def enter_script(self) -> str:
+        """Shell that moves the current shell ($$) into every cgroup before it execs the sandbox."""
+        return "".join(f"echo $$ > {d}/cgroup.procs && " for d in self.dirs)
+
+    def kill_all(self) -> None:
+        for _ in range(10):
+            pids = self.pids()
+            if not pids:
+                return
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+    def pids(self) -> set[int]:
+        found: set[int] = set()
+        for d in self.dirs:
+            with contextlib.suppress(OSError):
+                found.update(int(p) for p in (d / "cgroup.procs").read_text().split())
+        return found
+
+    def remove(self) -> None:
+        for d in self.dirs:
+            with contextlib.suppress(OSError):
+                d.rmdir()
+
+
+def _write(path: Path, value: object) -> None:
+    path.write_text(str(value))
+
+
+def _create_v1(name: str, spec: SandboxSpec) -> list[Path]:
+    dirs = []
+    limits = {
+        "memory": [("memory.limit_in_bytes", spec.memory)],
+        "pids": [("pids.max", spec.pids)],
+        "cpu": [("cpu.cfs_period_us", PERIOD_US), ("cpu.cfs_quota_us", _quota(spec))],
+    }
+    for controller, settings in limits.items():
+        d = ROOT / controller / "orchard" / name
+        d.mkdir(parents=True, exist_ok=True)
+        for filename, value in settings:
+            if value is not None:
+                _write(d / filename, value)
+        dirs.append(d)
+    return dirs
+
+
+def _create_v2(name: str, spec: SandboxSpec) -> list[Path]:
+    parent = ROOT / "orchard"
+    parent.mkdir(exist_ok=True)
+    with contextlib.suppress(OSError):
+        _write(ROOT / "cgroup.subtree_control", "+memory +pids +cpu")
+    with contextlib.suppress(OSError):
+        _write(parent / "cgroup.subtree_control", "+memory +pids +cpu")
+    d = parent / name
+    d.mkdir(exist_ok=True)
+    if spec.memory is not None:
+        _write(d / "memory.max", spec.memory)
+        with contextlib.suppress(OSError):
+            _write(d / "memory.swap.max", 0)
+    if spec.pids is not None:
+        _write(d / "pids.max", spec.pids)
+    if spec.cpu is not None:
+        _write(d / "cpu.max", f"{_quota(spec)} {PERIOD_US}")
+    return [d]
+
+
+def _quota(spec: SandboxSpec) -> int | None:
+    return None if spec.cpu is None else max(1000, int(spec.cpu * PERIOD_US))

@@ -1,0 +1,336 @@
+"""The `local` backend: bubblewrap namespaces, cgroup limits, a tmpfs+overlay work tree per sandbox."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from orchard_envs.errors import BackendUnavailable, SandboxError, SandboxFileNotFound
+from orchard_envs.sandbox import procs
+from orchard_envs.sandbox.base import Backend, Sandbox, Snapshot, new_sandbox_id, session_replay_script
+from orchard_envs.sandbox.local.bwrap import BROKER_SHELL, bwrap_argv, system_root
+from orchard_envs.sandbox.local.cgroups import CgroupSet
+from orchard_envs.sandbox.local.fifo_channel import BROKER, FifoChannel, make_control
+from orchard_envs.sandbox.local.paths import Area, to_host
+from orchard_envs.sandbox.local.storage import Storage, copy_state, default_state_root, expired
+from orchard_envs.sandbox.shell import ShellSession
+from orchard_envs.sandbox.spec import ExecResult, FileInfo, SandboxSpec, SessionState
+
+START_TIMEOUT = 10.0
+REAP_INTERVAL = 30.0
+
+
+class LocalSandbox(Sandbox):
+    backend_name = "local"
+
+    def __init__(
+        self,
+        backend: LocalBackend,
+        sandbox_id: str,
+        spec: SandboxSpec,
+        storage: Storage,
+        process: subprocess.Popen,
+        cgroups: CgroupSet,
+        replay: str | None = None,
+    ) -> None:
+        super().__init__(sandbox_id, spec)
+        self._backend = backend
+        self.storage = storage
+        self.process = process
+        self.cgroups = cgroups
+        self._session: ShellSession | None = None
+        self._session_lock = threading.Lock()
+        self._replay = replay
+        self._cwd = spec.workdir
+        self.areas = [
+            Area(spec.workdir, storage.workspace(spec.base_dir)),
+            Area("/tmp", storage.tmp),
+            Area("/root", storage.home),
+        ]
+
+    # -- shells ------------------------------------------------------------------------------------
+    def _shell(self) -> ShellSession:
+        if self.process.poll() is not None:
+            raise SandboxError(f"sandbox {self.id} is no longer running (TTL passed or it was killed)")
+        channel = FifoChannel(self.storage.ctl, self.process.pid)
+        session = ShellSession(channel, self.spec.max_output, cwd=self.spec.workdir)
+        hello = session.run("echo $$", timeout=START_TIMEOUT)
+        channel.nspid = int(hello.stdout.strip())
+        session.kill_command = lambda since: self._kill_since(channel, since)
+        return session
+
+    @staticmethod
+    def _kill_since(channel: FifoChannel, since: float) -> None:
+        pid = channel.host_pid()
+        if pid is not None:
+            procs.kill_started_since(pid, since)
+
+    def warm(self) -> None:
+        with self._session_lock:
+            self._live_session()
+
+    def _live_session(self) -> ShellSession:
+        if self._session is None or not self._session.alive:
+            self._session = self._shell()
+            restore = self._replay or f"cd {self._cwd!r} 2>/dev/null || true"
+            self._replay = None
+            self._session.run(restore, timeout=START_TIMEOUT)
+        return self._session
+
+    def exec(
+        self,
+        command: str,
+        timeout: float | None = 60.0,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        session: bool = True,
+    ) -> ExecResult:
+        self._check_open()
+        if not session:
+            shell = self._shell()
+            try:
+                return shell.run(command, timeout, cwd, env)
+            finally:
+                shell.close()
+        with self._session_lock:
+            live = self._live_session()
+            result = live.run(command, timeout, cwd, env)
+            self._cwd = live.cwd
+            return result
+
+    # -- files -------------------------------------------------------------------------------------
+    def _host(self, path: str, follow_last: bool = True) -> Path:
+        self._check_open()
+        return to_host(self.abspath(path), self.areas, follow_last)
+
+    def read_file(self, path: str) -> bytes:
+        host = self._host(path)
+        try:
+            fd = os.open(host, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            raise SandboxFileNotFound(f"no such file in sandbox {self.id}: {self.abspath(path)}") from None
+        except OSError as exc:
+            raise SandboxError(f"cannot read {self.abspath(path)}: {exc.strerror}") from None
+        with os.fdopen(fd, "rb") as handle:
+            try:
+                return handle.read()
+            except IsADirectoryError:
+                raise SandboxError(f"{self.abspath(path)} is a directory; use list_dir") from None
+
+    def write_file(self, path: str, data: bytes | str, mode: int = 0o644) -> None:
+        host = self._host(path)
+        payload = data.encode() if isinstance(data, str) else data
+        try:
+            host.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(host, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+        except OSError as exc:
+            raise SandboxError(f"cannot write {self.abspath(path)}: {exc.strerror}") from None
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+        os.chmod(host, mode)
+
+    def list_dir(self, path: str = ".") -> list[FileInfo]:
+        host = self._host(path)
+        base = self.abspath(path)
+        try:
+            entries = sorted(os.scandir(host), key=lambda e: e.name)
+        except FileNotFoundError:
+            raise SandboxFileNotFound(f"no such directory in sandbox {self.id}: {base}") from None
+        except NotADirectoryError:
+            raise SandboxError(f"{base} is not a directory") from None
+        return [_file_info(entry, base) for entry in entries]
+
+    def upload_tar(self, data: bytes, dest: str = ".") -> None:
+        # Extract inside the sandbox, so links already in `dest` can't redirect writes to the host.
+        target = self.abspath(dest)
+        self._host(target)
+        staged = self._stage(data)
+        result = self.exec(
+            f"mkdir -p {target!r} && tar -xf {staged!r} -C {target!r} --no-same-owner; s=$?; "
+            f"rm -f {staged!r}; exit $s",
+            timeout=300,
+            session=False,
+        )
+        if result.exit_code != 0:
+            raise SandboxError(f"upload to {target} failed: {result.stderr.strip()}")
+
+    def download_tar(self, path: str = ".") -> bytes:
+        source = self.abspath(path)
+        self._host(source)
+        name = f".orchard-dl-{uuid.uuid4().hex[:12]}.tar"
+        result = self.exec(f"tar -cf /tmp/{name} -C {source!r} .", timeout=300, session=False)
+        host = self.storage.tmp / name
+        try:
+            if result.exit_code != 0:
+                raise SandboxError(f"download of {source} failed: {result.stderr.strip()}")
+            fd = os.open(host, os.O_RDONLY | os.O_NOFOLLOW)
+            with os.fdopen(fd, "rb") as handle:
+                return handle.read()
+        finally:
+            with contextlib.suppress(OSError):
+                host.unlink()
+
+    def _stage(self, data: bytes) -> str:
+        name = f".orchard-up-{uuid.uuid4().hex[:12]}.tar"
+        fd = os.open(self.storage.tmp / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        return f"/tmp/{name}"
+
+    # -- state -------------------------------------------------------------------------------------
+    def _session_state(self) -> SessionState:
+        with self._session_lock:
+            return self._live_session().state()
+
+    def snapshot(self) -> Snapshot:
+        self._check_open()
+        state = self._session_state()
+        snap = Snapshot("local", self.spec, state, None)
+        directory = self._backend.snapshot_root / snap.id
+        copy_state(self.storage.rw, directory)
+        snap.payload = str(directory)
+        return snap
+
+    def fork(self) -> LocalSandbox:
+        self._check_open()
+        state = self._session_state()
+        return self._backend.launch(self.spec, copy_from=self.storage.rw, session=state)
+
+    def _close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+        _stop(self.process, self.cgroups)
+        self.storage.destroy()
+
+
+class LocalBackend(Backend):
+    """Sandboxes as bubblewrap namespaces on this host. Needs the `bwrap` binary (Debian: bubblewrap)."""
+
+    name = "local"
+
+    def __init__(self, state_root: str | Path | None = None) -> None:
+        if shutil.which("bwrap") is None:
+            raise BackendUnavailable(
+                "the local backend needs bubblewrap: apt-get install bubblewrap (or use --backend docker)"
+            )
+        self.root = Path(state_root) if state_root else default_state_root()
+        self.sandbox_root = self.root / "sandboxes"
+        self.snapshot_root = self.root / "snapshots"
+        self.sandbox_root.mkdir(parents=True, exist_ok=True)
+        self.snapshot_root.mkdir(parents=True, exist_ok=True)
+        self._last_reap = 0.0
+        self.reap_expired()
+
+    def create(self, spec: SandboxSpec | None = None, snapshot: Snapshot | None = None) -> LocalSandbox:
+        if snapshot is not None:
+            if snapshot.backend != "local" or not snapshot.payload:
+                raise SandboxError(f"{snapshot} was not taken by the local backend")
+            return self.launch(snapshot.spec, copy_from=Path(snapshot.payload), session=snapshot.session)
+        return self.launch(spec or SandboxSpec())
+
+    def launch(
+        self, spec: SandboxSpec, copy_from: Path | None = None, session: SessionState | None = None
+    ) -> LocalSandbox:
+        system_root(spec.image)  # validate early, before anything is mounted
+        if time.monotonic() - self._last_reap > REAP_INTERVAL:
+            self.reap_expired()
+        sandbox_id = new_sandbox_id()
+        storage = Storage(self.sandbox_root / sandbox_id)
+        cgroups = CgroupSet([])
+        try:
+            base = spec.base_dir.resolve() if spec.base_dir else None
+            storage.create(spec, base, copy_from)
+            make_control(storage.ctl)
+            cgroups = CgroupSet.create(sandbox_id, spec)
+            argv = bwrap_argv(spec, storage.workspace(base), storage.tmp, storage.home, storage.ctl)
+            process = _spawn(argv + BROKER_SHELL + [BROKER], spec, cgroups, storage.root / "bwrap.log")
+            storage.write_meta(
+                pid=process.pid, deadline=time.time() + spec.ttl, cgroups=[str(d) for d in cgroups.dirs]
+            )
+            _wait_ready(process, storage)
+        except BaseException:
+            with contextlib.suppress(NameError):
+                _stop(process, cgroups)
+            cgroups.remove()
+            storage.destroy()
+            raise
+        replay = session_replay_script(session) if session else None
+        return LocalSandbox(self, sandbox_id, spec, storage, process, cgroups, replay)
+
+    def reap_expired(self) -> int:
+        """Remove every sandbox past its TTL, including those whose creating process died."""
+        self._last_reap = time.monotonic()
+        reaped = 0
+        for entry in self.sandbox_root.iterdir():
+            storage = Storage(entry)
+            meta = storage.read_meta()
+            if expired(meta):
+                cgroups = CgroupSet([Path(d) for d in meta.get("cgroups", [])])
+                cgroups.kill_all()
+                cgroups.remove()
+                storage.destroy()
+                reaped += 1
+        return reaped
+
+    def drop_snapshot(self, snapshot: Snapshot) -> None:
+        if snapshot.payload:
+            shutil.rmtree(snapshot.payload, ignore_errors=True)
+
+
+def _spawn(argv: list[str], spec: SandboxSpec, cgroups: CgroupSet, log: Path) -> subprocess.Popen:
+    # sh joins the cgroups, then becomes `timeout`, which kills bwrap (and so the whole pid
+    # namespace) at the TTL even if the creating process is long gone.
+    script = cgroups.enter_script() + 'exec timeout -s KILL "$@"'
+    with open(log, "wb") as stderr:
+        return subprocess.Popen(
+            ["sh", "-c", script, "sh", f"{spec.ttl:.3f}", *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,
+        )
+
+
+def _wait_ready(process: subprocess.Popen, storage: Storage) -> None:
+    """Block until the broker reads its control FIFO (a writer can then open it without blocking)."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            log = (storage.root / "bwrap.log").read_text(errors="replace").strip()
+            raise SandboxError(f"sandbox failed to start: {log or 'bwrap exited ' + str(process.returncode)}")
+        try:
+            os.close(os.open(storage.ctl / "control", os.O_WRONLY | os.O_NONBLOCK))
+            return
+        except OSError:
+            time.sleep(0.0005)
+    raise SandboxError(f"sandbox did not start within {START_TIMEOUT:.0f}s")
+
+
+def _stop(process: subprocess.Popen, cgroups: CgroupSet) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    cgroups.kill_all()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=5)
+    cgroups.remove()
+
+
+def _file_info(entry: os.DirEntry, base: str) -> FileInfo:
+    stat = entry.stat(follow_symlinks=False)
+    if entry.is_symlink():
+        kind = "symlink"
+    elif entry.is_dir(follow_symlinks=False):
+        kind = "dir"
+    elif entry.is_file(follow_symlinks=False):
+        kind = "file"
+    else:
+        kind = "other"
+    path = base.rstrip("/") + "/" + entry.name
+    return FileInfo(name=entry.name, path=path, type=kind, size=stat.st_size, mode=stat.st_mode & 0o7777)

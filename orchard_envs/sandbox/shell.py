@@ -1,0 +1,232 @@
+"""A persistent bash session driven over a byte channel, the fast path for agent commands.
+
+Each command is sent as `eval $'...'` followed by a sentinel line carrying a per-command nonce, the
+exit status and `$PWD`; the sentinel is echoed on stderr too, so both streams are known to be complete.
+The channel (pipes, FIFOs, a Docker attach socket) only moves bytes; this module owns the protocol.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from orchard_envs.errors import SandboxError
+from orchard_envs.sandbox.spec import ExecResult, SessionState
+
+STDOUT, STDERR = 1, 2
+TIMEOUT_EXIT_CODE = 124
+KILL_GRACE_SECONDS = 2.0
+
+
+class ChannelClosed(SandboxError):
+    """The shell on the other end of the channel exited."""
+
+
+class Channel(Protocol):
+    """A bidirectional byte pipe to a bash process reading commands on its stdin."""
+
+    def send(self, data: bytes) -> None: ...
+
+    def recv(self, timeout: float) -> list[tuple[int, bytes]]:
+        """Chunks as (STDOUT|STDERR, bytes) that arrived within `timeout`; raises ChannelClosed at EOF."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def bash_quote(text: str) -> str:
+    """ANSI-C quote any text so bash reads it back byte for byte, newlines and quotes included."""
+    out = ["$'"]
+    for ch in text:
+        code = ord(ch)
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch == "'":
+            out.append("\\'")
+        elif code < 32 or code == 127:
+            out.append(f"\\x{code:02x}")
+        else:
+            out.append(ch)
+    out.append("'")
+    return "".join(out)
+
+
+class CappedBuffer:
+    """Keeps the head and the tail of a stream up to `cap` bytes and counts what it dropped."""
+
+    def __init__(self, cap: int) -> None:
+        self.head_cap = cap - cap // 4
+        self.tail_cap = cap // 4
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.total = 0
+
+    def feed(self, data: bytes) -> None:
+        self.total += len(data)
+        room = self.head_cap - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        if data and self.tail_cap:
+            self.tail += data
+            if len(self.tail) > 2 * self.tail_cap:
+                del self.tail[: len(self.tail) - self.tail_cap]
+
+    @property
+    def truncated(self) -> bool:
+        return self.total > len(self.head) + min(len(self.tail), self.tail_cap)
+
+    def text(self) -> str:
+        tail = bytes(self.tail[-self.tail_cap :]) if self.tail_cap else b""
+        if not self.truncated:
+            return (bytes(self.head) + tail).decode("utf-8", errors="replace")
+        omitted = self.total - len(self.head) - len(tail)
+        marker = f"\n[... output truncated: {omitted} bytes omitted of {self.total} ...]\n"
+        return bytes(self.head).decode("utf-8", errors="replace") + marker + tail.decode(
+            "utf-8", errors="replace"
+        )
+
+
+class _MarkerStream:
+    """Feeds a stream into a CappedBuffer until a marker line appears, without ever missing a split marker."""
+
+    def __init__(self, marker: bytes, cap: int) -> None:
+        self.marker = marker
+        self.buffer = CappedBuffer(cap)
+        self.pending = bytearray()
+        self.line: bytes | None = None  # the marker line's payload once complete
+
+    def feed(self, data: bytes) -> None:
+        if self.line is not None:
+            return  # output after the marker belongs to background jobs; drop it
+        self.pending += data
+        at = self.pending.find(self.marker)
+        if at < 0:
+            keep = len(self.marker) - 1
+            if len(self.pending) > keep:
+                self.buffer.feed(bytes(self.pending[: len(self.pending) - keep]))
+                del self.pending[: len(self.pending) - keep]
+            return
+        end = self.pending.find(b"\n", at)
+        if end < 0:
+            if at:
+                self.buffer.feed(bytes(self.pending[:at]))
+                del self.pending[:at]
+            return
+        self.buffer.feed(bytes(self.pending[:at]))
+        self.line = bytes(self.pending[at + len(self.marker) : end])
+        self.pending.clear()
+
+    def flush(self) -> None:
+        """On timeout or EOF: whatever arrived is output."""
+        if self.line is None and self.pending:
+            self.buffer.feed(bytes(self.pending))
+            self.pending.clear()
+
+
+class ShellSession:
+    """Runs commands one at a time in one long-lived bash over `channel`.
+
+    `kill_command(since)` must kill every process the current command started (its process tree);
+    it is called on timeout. If bash itself is stuck (a builtin loop), the session is declared dead and
+    `alive` turns False; the owner then starts a new one in `cwd`.
+    """
+
+    def __init__(
+        self,
+        channel: Channel,
+        max_output: int = 1024 * 1024,
+        kill_command: Callable[[float], None] | None = None,
+        cwd: str = "/",
+    ) -> None:
+        self.channel = channel
+        self.max_output = max_output
+        self.kill_command = kill_command
+        self.cwd = cwd
+        self.alive = True
+
+    def run(
+        self,
+        command: str,
+        timeout: float | None = None,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> ExecResult:
+        if not self.alive:
+            raise ChannelClosed("the shell session has ended")
+        marker = b"\x1eORCHARD" + secrets.token_hex(8).encode() + b" "
+        self.channel.send(self._script(command, cwd, env, marker.decode()).encode())
+        start = time.monotonic()
+        boot_start = time.clock_gettime(time.CLOCK_BOOTTIME)
+        out, err = _MarkerStream(marker, self.max_output), _MarkerStream(marker, self.max_output)
+        streams = {STDOUT: out, STDERR: err}
+        deadline = None if timeout is None else start + timeout
+        timed_out = False
+        try:
+            while out.line is None or err.line is None:
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    if timed_out:  # the grace period after killing passed: bash itself is stuck
+                        self.abandon()
+                        break
+                    timed_out = True
+                    if self.kill_command is not None:
+                        self.kill_command(boot_start)
+                    deadline = now + KILL_GRACE_SECONDS
+                wait = 1.0 if deadline is None else max(0.0, min(1.0, deadline - now))
+                for stream, chunk in self.channel.recv(wait):
+                    streams[stream].feed(chunk)
+        except ChannelClosed:
+            self.alive = False
+        out.flush()
+        err.flush()
+        exit_code = TIMEOUT_EXIT_CODE if timed_out else self._parse_status(out.line)
+        return ExecResult(
+            exit_code=exit_code,
+            stdout=out.buffer.text(),
+            stderr=err.buffer.text(),
+            duration=time.monotonic() - start,
+            timed_out=timed_out,
+            truncated=out.buffer.truncated or err.buffer.truncated,
+        )
+
+    def _parse_status(self, line: bytes | None) -> int:
+        if line is None:  # bash exited (e.g. the command ran `exit`)
+            return getattr(self.channel, "exit_code", None) or 0
+        status, _, cwd = line.decode("utf-8", errors="replace").partition(" ")
+        if cwd:
+            self.cwd = cwd
+        return int(status)
+
+    @staticmethod
+    def _script(command: str, cwd: str | None, env: dict[str, str] | None, marker: str) -> str:
+        body = f"eval {bash_quote(command)}"
+        if cwd or env:
+            prefix = "".join(f"export {k}={bash_quote(v)}; " for k, v in (env or {}).items())
+            if cwd:
+                prefix = f"cd {bash_quote(cwd)} && " + prefix
+            body = f"( {prefix}{body} )"
+        mark = bash_quote(marker)
+        return (
+            f"{body} </dev/null\n"
+            f"__orchard_s=$?; printf '%s%d %s\\n' {mark} \"$__orchard_s\" \"$PWD\"; "
+            f"printf '%s\\n' {mark} >&2\n"
+        )
+
+    def state(self) -> SessionState:
+        """The session's cwd and exports, for fork/snapshot."""
+        result = self.run("export -p", timeout=10)
+        return SessionState(cwd=self.cwd, exports=result.stdout)
+
+    def abandon(self) -> None:
+        """Kill the shell itself (channels that can, do) and close: used when bash is stuck."""
+        kill = getattr(self.channel, "kill", None)
+        if kill is not None:
+            kill()
+        self.close()
+
+    def close(self) -> None:
+        self.alive = False
+        self.channel.close()

@@ -1,0 +1,1 @@
+"""Task suites (data and graders), one folder per domain."""

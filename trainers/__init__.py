@@ -1,0 +1,1 @@
+"""Trainers that consume recorded episodes. Filled in by the trainer issues."""
