@@ -7,9 +7,13 @@ from typing import Any
 
 from orchard_envs.errors import unknown_name
 from orchard_envs.sandbox.base import Backend, Sandbox, Snapshot
+from orchard_envs.sandbox.pool import SandboxPool
 from orchard_envs.sandbox.spec import ExecResult, FileInfo, SandboxSpec
 
-__all__ = ["BACKENDS", "Backend", "ExecResult", "FileInfo", "Sandbox", "SandboxSpec", "Snapshot", "get_backend"]
+__all__ = [
+    "BACKENDS", "Backend", "ExecResult", "FileInfo", "Sandbox", "SandboxPool", "SandboxSpec", "Snapshot",
+    "get_backend",
+]
 
 # String entry points: importing this module loads no backend (and so neither docker nor httpx).
 BACKENDS: dict[str, str] = {

@@ -6,6 +6,7 @@ import io
 import posixpath
 import shlex
 import tarfile
+import time
 import uuid
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -50,6 +51,7 @@ class Sandbox(ABC):
         self.id = sandbox_id
         self.spec = spec
         self._closed = False
+        self.created_at = time.monotonic()
 
     # -- lifecycle -------------------------------------------------------------------------------
     @property
@@ -65,6 +67,10 @@ class Sandbox(ABC):
 
     @abstractmethod
     def _close(self) -> None: ...
+
+    def warm(self) -> None:
+        """Start the persistent session now, so the first agent command pays nothing (used by pools)."""
+        self.exec("true")
 
     def _check_open(self) -> None:
         if self._closed:
@@ -166,5 +172,5 @@ class Backend(ABC):
 
 
 def session_replay_script(state: SessionState) -> str:
-    """Bash that recreates a session's exports and cwd in a fresh shell (failures, e.g. readonly, are quiet)."""
+    """Bash that recreates a session's exports and cwd in a fresh shell (readonly clashes stay quiet)."""
     return f"{{ {state.exports}\n}} 2>/dev/null\ncd {shlex.quote(state.cwd)} 2>/dev/null || true"

@@ -193,11 +193,13 @@ class ShellSession:
         )
 
     def _parse_status(self, line: bytes | None) -> int:
-        if line is None:  # bash exited (e.g. the command ran `exit`)
-            return getattr(self.channel, "exit_code", None) or 0
-        status, _, cwd = line.decode("utf-8", errors="replace").partition(" ")
-        if cwd:
-            self.cwd = cwd
+        if line is None:  # bash died without reporting (killed)
+            return getattr(self.channel, "exit_code", None) or 137
+        status, _, rest = line.decode("utf-8", errors="replace").partition(" ")
+        if rest[1:]:
+            self.cwd = rest[1:]
+        if rest[:1] == "E":  # the command ran `exit`: this shell is gone
+            self.close()
         return int(status)
 
     @staticmethod
@@ -209,10 +211,15 @@ class ShellSession:
                 prefix = f"cd {bash_quote(cwd)} && " + prefix
             body = f"( {prefix}{body} )"
         mark = bash_quote(marker)
+
+        def report(status: str, how: str) -> str:
+            return f"printf '%s%d {how}%s\\n' {mark} \"{status}\" \"$PWD\"; printf '%s\\n' {mark} >&2"
+
+        # The EXIT trap reports the status when the command runs `exit`, which ends this shell ('E').
         return (
+            f"trap {bash_quote(report('$?', 'E'))} EXIT\n"
             f"{body} </dev/null\n"
-            f"__orchard_s=$?; printf '%s%d %s\\n' {mark} \"$__orchard_s\" \"$PWD\"; "
-            f"printf '%s\\n' {mark} >&2\n"
+            f"__orchard_s=$?; trap - EXIT; {report('$__orchard_s', 'R')}\n"
         )
 
     def state(self) -> SessionState:

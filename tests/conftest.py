@@ -1,0 +1,70 @@
+"""Shared fixtures: real backends only. In CI (CI=true) a missing runtime fails instead of skipping."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from orchard_envs.sandbox import Sandbox, SandboxSpec, get_backend
+
+BACKEND_NAMES = ["local", "docker"]
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip on a developer machine without the runtime; fail in CI, where it must exist."""
+    if condition:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI must provide it: see scripts/setup.sh)")
+    pytest.skip(reason)
+
+
+def docker_ready() -> bool:
+    try:
+        import docker
+
+        client = docker.from_env()
+        client.images.get("orchard-base:bookworm")
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def local_backend():
+    require(shutil.which("bwrap") is not None, "bubblewrap is not installed")
+    return get_backend("local")
+
+
+@pytest.fixture(scope="session")
+def docker_backend():
+    require(docker_ready(), "Docker Engine with the orchard-base:bookworm image is not available")
+    return get_backend("docker")
+
+
+@pytest.fixture(params=BACKEND_NAMES)
+def backend(request):
+    return request.getfixturevalue(f"{request.param}_backend")
+
+
+@pytest.fixture
+def make_sandbox(backend) -> Iterator[Callable[..., Sandbox]]:
+    """Create sandboxes from spec keywords; all are closed at the end of the test."""
+    made: list[Sandbox] = []
+
+    def make(**spec: object) -> Sandbox:
+        sandbox = backend.create(SandboxSpec(**spec))
+        made.append(sandbox)
+        return sandbox
+
+    yield make
+    for sandbox in made:
+        sandbox.close()
+
+
+@pytest.fixture
+def sandbox(make_sandbox) -> Sandbox:
+    return make_sandbox()
