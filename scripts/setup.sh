@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs everything Orchard needs on Debian 12 and starts what must run. Idempotent: safe to rerun.
+#   system packages (bubblewrap, docker.io, debootstrap, python3, git), a venv in .venv with the
+#   project and its dev extras, a running dockerd, and the offline Docker base image.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '[setup] %s\n' "$*"; }
+
+missing=()
+for want in /usr/bin/bwrap:bubblewrap /usr/sbin/dockerd:docker.io /usr/sbin/debootstrap:debootstrap \
+            /usr/bin/python3:python3 /usr/bin/git:git /usr/bin/tar:tar /usr/bin/timeout:coreutils; do
+  [ -e "${want%%:*}" ] || missing+=("${want##*:}")
+done
+python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  log "creating .venv"
+  python3 -m venv .venv
+fi
+log "installing orchard-envs[dev] into .venv"
+.venv/bin/pip install -q -e '.[dev]'
+
+if ! docker info >/dev/null 2>&1; then
+  log "starting dockerd"
+  nohup dockerd >/var/log/orchard-dockerd.log 2>&1 &
+  for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+  docker info >/dev/null 2>&1 || { log "dockerd did not start; see /var/log/orchard-dockerd.log"; exit 1; }
+fi
+
+log "building the offline Docker base image (cached after the first run)"
+.venv/bin/python -m orchard_envs.sandbox.docker_image
+log "ready"
