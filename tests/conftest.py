@@ -10,7 +10,7 @@ import pytest
 
 from orchard_envs.sandbox import Sandbox, SandboxSpec, get_backend
 
-BACKEND_NAMES = ["local", "docker"]
+BACKEND_NAMES = ["local", "docker", "remote"]
 
 
 def require(condition: bool, reason: str) -> None:
@@ -43,6 +43,17 @@ def local_backend():
 def docker_backend():
     require(docker_ready(), "Docker Engine with the orchard-base:bookworm image is not available")
     return get_backend("docker")
+
+
+@pytest.fixture(scope="session")
+def remote_backend(local_backend):
+    """The remote backend against a real env service (uvicorn on loopback) serving `local`."""
+    from helpers import serving
+
+    from orchard_envs.service.app import create_app
+
+    with serving(create_app(local_backend, "contract-key")) as url:
+        yield get_backend("remote", url=url, api_key="contract-key")
 
 
 @pytest.fixture(params=BACKEND_NAMES)

@@ -1,0 +1,101 @@
+"""`orchard-env`: the command line of the env service. Each command is one function on `app`."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from typing import NoReturn
+
+import typer
+
+from orchard_envs.errors import OrchardError
+
+app = typer.Typer(
+    name="orchard-env",
+    help="Orchard env service: Orchard Env's REST API over local sandboxes.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Keeps subcommands explicit (`orchard-env serve`) even while there is only one."""
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """One line on stderr and a non-zero exit: no traceback for mistakes a user can fix."""
+    typer.echo(f"orchard-env: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def is_loopback(host: str) -> bool:
+    """True if `host` only ever reaches this machine (an IP, 'localhost' or a name resolving to loopback)."""
+    host = host.strip("[]")
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    if not host:
+        return False  # '' binds every interface
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind; anything but loopback needs an API key."),
+    port: int = typer.Option(8080, help="TCP port."),
+    api_key: str | None = typer.Option(
+        None, envvar="ORCHARD_ENV_API_KEY", show_envvar=True, help="Key(s) clients send as X-API-Key."
+    ),
+    backend: str = typer.Option("local", help="Sandbox backend: local or docker."),
+    max_sandboxes: int = typer.Option(64, help="Live sandboxes before creating answers 503."),
+    max_jobs: int = typer.Option(256, help="Queued + running jobs before exec answers 503."),
+    max_workers: int = typer.Option(16, help="Threads running jobs."),
+    default_ttl: float = typer.Option(3600.0, help="Seconds a sandbox lives without a heartbeat."),
+    max_lifetime: float = typer.Option(
+        24 * 3600.0, help="Seconds a sandbox lives at most, heartbeats or not."
+    ),
+    log_level: str = typer.Option("info", help="uvicorn log level."),
+) -> None:
+    """Serve the env service until interrupted."""
+    if not api_key and not is_loopback(host):
+        fail(
+            f"refusing to serve on non-loopback host {host!r} without an API key: anyone who can reach it "
+            "could run commands; pass --api-key or set ORCHARD_ENV_API_KEY (or bind 127.0.0.1)"
+        )
+    import uvicorn
+
+    from orchard_envs.sandbox import get_backend
+    from orchard_envs.service.app import ServiceSettings, create_app
+
+    try:
+        sandboxes = get_backend(backend)
+    except OrchardError as exc:
+        fail(str(exc))
+    settings = ServiceSettings(
+        max_sandboxes=max_sandboxes,
+        max_jobs=max_jobs,
+        max_workers=max_workers,
+        default_ttl=default_ttl,
+        max_lifetime=max_lifetime,
+    )
+    try:
+        uvicorn.run(
+            create_app(sandboxes, api_key, settings),
+            host=host,
+            port=port,
+            log_level=log_level,
+            timeout_keep_alive=120,  # as Orchard: outlive client pools' idle connections
+        )
+    finally:
+        sandboxes.close()
+
+
+def main() -> None:
+    app()
