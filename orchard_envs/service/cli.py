@@ -97,5 +97,39 @@ def serve(
         sandboxes.close()
 
 
+@app.command("build-image")
+def build_image(force: bool = typer.Option(False, help="Rebuild even if the image exists.")) -> None:
+    """Build the Docker base image (Debian bookworm + python3 + git) offline, once."""
+    from orchard_envs.sandbox.docker_image import build_base_image
+
+    try:
+        typer.echo(build_base_image(force=force))
+    except OrchardError as exc:
+        fail(str(exc))
+
+
+@app.command()
+def smoke(
+    backend: list[str] = typer.Option(["local", "docker"], help="Backends to exercise (repeatable)."),  # noqa: B008
+) -> None:
+    """Exercise the sandbox layer end to end on each backend and print a table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from orchard_envs.sandbox.smoke import run_smoke
+
+    checks = run_smoke(backend)
+    table = Table(title="orchard sandbox smoke run")
+    for column in ("backend", "check", "result", "ms", "detail"):
+        table.add_column(column)
+    for check in checks:
+        verdict = "[green]ok[/]" if check.ok else "[red]FAIL[/]"
+        table.add_row(check.backend, check.name, verdict, f"{check.ms:.1f}", check.detail)
+    Console().print(table)
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        fail(f"{len(failed)} of {len(checks)} checks failed", code=1)
+
+
 def main() -> None:
     app()
