@@ -116,8 +116,13 @@ def smoke(
     from rich.console import Console
     from rich.table import Table
 
+    from orchard_envs.errors import unknown_name
+    from orchard_envs.sandbox import BACKENDS
     from orchard_envs.sandbox.smoke import run_smoke
 
+    for name in backend:
+        if name not in BACKENDS:
+            fail(str(unknown_name("sandbox backend", name, BACKENDS)))
     checks = run_smoke(backend)
     table = Table(title="orchard sandbox smoke run")
     for column in ("backend", "check", "result", "ms", "detail"):
