@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from orchard_envs.errors import ConfigError, PathEscapeError, SandboxFileNotFound
+from orchard_envs.errors import ConfigError, PathEscapeError, SandboxError, SandboxFileNotFound
 from orchard_envs.sandbox import get_backend
 
 
@@ -106,3 +106,15 @@ def test_disk_filler_is_contained(make_sandbox):
         assert "No space left" in result.stderr or "File too large" in result.stderr
         sandbox.exec(f"rm -f {target}")
     assert sandbox.exec("echo ok > small && cat small").stdout == "ok\n"
+
+
+def test_reading_a_directory_is_a_clear_error(sandbox):
+    sandbox.exec("mkdir -p adir")
+    with pytest.raises(SandboxError, match="directory"):
+        sandbox.read_file("adir")
+
+
+def test_invalid_env_names_are_refused(sandbox):
+    with pytest.raises((ConfigError, SandboxError), match="invalid environment variable"):
+        sandbox.exec("true", env={"A=1; touch /tmp/pwned; B": "x"})
+    assert "pwned" not in sandbox.exec("ls /tmp").stdout

@@ -7,17 +7,19 @@ The channel (pipes, FIFOs, a Docker attach socket) only moves bytes; this module
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections.abc import Callable
 from typing import Protocol
 
-from orchard_envs.errors import SandboxError
+from orchard_envs.errors import ConfigError, SandboxError
 from orchard_envs.sandbox.spec import ExecResult, SessionState
 
 STDOUT, STDERR = 1, 2
 TIMEOUT_EXIT_CODE = 124
 KILL_GRACE_SECONDS = 2.0
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class ChannelClosed(SandboxError):
@@ -205,6 +207,9 @@ class ShellSession:
     @staticmethod
     def _script(command: str, cwd: str | None, env: dict[str, str] | None, marker: str) -> str:
         body = f"eval {bash_quote(command)}"
+        bad = [key for key in env or {} if not _ENV_NAME.match(key)]
+        if bad:
+            raise ConfigError(f"invalid environment variable name(s) {bad}: use letters, digits and _")
         if cwd or env:
             prefix = "".join(f"export {k}={bash_quote(v)}; " for k, v in (env or {}).items())
             if cwd:

@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import threading
 import time
@@ -118,11 +119,11 @@ class LocalSandbox(Sandbox):
             raise SandboxFileNotFound(f"no such file in sandbox {self.id}: {self.abspath(path)}") from None
         except OSError as exc:
             raise SandboxError(f"cannot read {self.abspath(path)}: {exc.strerror}") from None
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise SandboxError(f"{self.abspath(path)} is a directory; use list_dir")
         with os.fdopen(fd, "rb") as handle:
-            try:
-                return handle.read()
-            except IsADirectoryError:
-                raise SandboxError(f"{self.abspath(path)} is a directory; use list_dir") from None
+            return handle.read()
 
     def write_file(self, path: str, data: bytes | str, mode: int = 0o644) -> None:
         host = self._host(path)
