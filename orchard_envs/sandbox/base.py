@@ -167,6 +167,9 @@ class Backend(ABC):
     def create(self, spec: SandboxSpec | None = None, snapshot: Snapshot | None = None) -> Sandbox:
         """A ready sandbox for `spec`, or one restored from `snapshot` (whose spec wins)."""
 
+    def drop_snapshot(self, snapshot: Snapshot) -> None:
+        """Free what a snapshot holds (copies, images); sandboxes made from it are unaffected."""
+
     def close(self) -> None:
         """Release backend-wide resources (clients, pools). Sandboxes are closed on their own."""
 

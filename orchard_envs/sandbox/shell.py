@@ -37,6 +37,8 @@ class Channel(Protocol):
 
     def close(self) -> None: ...
 
+    # Optional: `kill()` SIGKILLs the shell itself; `exit_code` is the shell's status once it ended.
+
 
 def bash_quote(text: str) -> str:
     """ANSI-C quote any text so bash reads it back byte for byte, newlines and quotes included."""
@@ -159,7 +161,7 @@ class ShellSession:
         if not self.alive:
             raise ChannelClosed("the shell session has ended")
         marker = b"\x1eORCHARD" + secrets.token_hex(8).encode() + b" "
-        self.channel.send(self._script(command, cwd, env, marker.decode()).encode())
+        script = self._script(command, cwd, env, marker.decode()).encode()
         start = time.monotonic()
         boot_start = time.clock_gettime(time.CLOCK_BOOTTIME)
         out, err = _MarkerStream(marker, self.max_output), _MarkerStream(marker, self.max_output)
@@ -167,6 +169,7 @@ class ShellSession:
         deadline = None if timeout is None else start + timeout
         timed_out = False
         try:
+            self.channel.send(script)
             while out.line is None or err.line is None:
                 now = time.monotonic()
                 if deadline is not None and now >= deadline:
@@ -196,7 +199,8 @@ class ShellSession:
 
     def _parse_status(self, line: bytes | None) -> int:
         if line is None:  # bash died without reporting (killed)
-            return getattr(self.channel, "exit_code", None) or 137
+            code = getattr(self.channel, "exit_code", None)
+            return 137 if code is None else code
         status, _, rest = line.decode("utf-8", errors="replace").partition(" ")
         if rest[1:]:
             self.cwd = rest[1:]

@@ -30,7 +30,12 @@ class SandboxSpec(BaseModel):
     cpu: float | None = Field(1.0, gt=0, description="CPU cores (quota); None for no limit")
     memory: int | None = Field(2 * 1024**3, gt=0, description="memory limit in bytes ('2g' accepted)")
     pids: int | None = Field(512, gt=0, description="max processes/threads")
-    disk: int | None = Field(1024**3, gt=0, description="writable-storage limit in bytes ('1g' accepted)")
+    disk: int | None = Field(
+        1024**3,
+        gt=0,
+        description="writable-storage limit in bytes ('1g' accepted): the total on local, per writable area "
+        "(workdir, /tmp, /root) on docker",
+    )
     ttl: float = Field(3600.0, gt=0, description="wall-clock lifetime in seconds; reaped after it")
     network: bool = Field(False, description="allow network access (off: loopback of its own only)")
     workdir: str = Field("/workspace", description="absolute working directory inside the sandbox")

@@ -1,0 +1,833 @@
+"""The `docker` backend: one container per sandbox on a local Docker Engine.
+
+Container shape, and why:
+
+* TTL: the main process is `sleep <ttl>` under Docker's init (tini, `init=True`; Debian's docker.io
+  ships it as docker-init), and the container has `auto_remove`: when the TTL passes, sleep ends,
+  the container stops and the daemon removes it with its volumes, even if the Python process that
+  created it is long dead. `reap_expired` removes any that slipped through (belt and braces).
+* Disk: the root filesystem is read-only; the writable areas (the workdir, /tmp and /root) are
+  anonymous `local`-driver volumes of `type=tmpfs`, each capped at `spec.disk`. Nothing a command
+  writes reaches the host disk, and a disk filler gets ENOSPC. Tmpfs pages count against the memory
+  limit, so each area is also kept below it (`area_size`): one full area still leaves memory to run
+  `rm`. Filling several areas at once can exhaust memory; then the sandbox's OOM killer pays, not
+  the host. Volumes rather than `--tmpfs` mounts because the daemon mounts volumes for
+  get_archive/put_archive (plain tmpfs mounts are invisible to `docker cp`), and `auto_remove`
+  deletes anonymous volumes with the container. Logging is off (writing to PID 1's stdout can't
+  fill a json log), and an `fsize` ulimit just above `spec.disk` bounds any single file elsewhere
+  (e.g. in a VOLUME a custom image declares). The price of the read-only root: `apt-get` and
+  `pip install` into system paths fail (`pip install --user` works).
+* Commands: the persistent session is ONE `docker exec` of bash with stdin attached; each command
+  is bytes on that socket (shell.ShellSession's protocol), no new exec per command. One-shot
+  commands are a fresh `docker exec bash -c`. Timeouts kill the command's process tree from the host
+  (`procs`, using the exec's host pid), which needs the daemon on this host.
+* Files: get_archive/put_archive. Paths are checked against the writable areas twice: lexically,
+  and after a `realpath` inside the container (run in a private helper shell, so it costs no new
+  exec), so a symlink can't make the files API read or write elsewhere (e.g. /etc). A missing path
+  raises SandboxFileNotFound (a SandboxError and a FileNotFoundError).
+* Snapshots are tars of the writable areas (a `docker commit` would miss the tmpfs volumes) plus the
+  session's cwd and exports; fork creates a container from them and replays the session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import os
+import posixpath
+import select
+import shlex
+import signal
+import socket
+import struct
+import tarfile
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import docker
+import docker.errors
+import requests
+from docker.types import DriverConfig, LogConfig, Mount, Ulimit
+
+from orchard_envs.errors import (
+    BackendUnavailable,
+    ConfigError,
+    PathEscapeError,
+    SandboxError,
+    SandboxFileNotFound,
+    SandboxNotFound,
+)
+from orchard_envs.sandbox import procs
+from orchard_envs.sandbox.base import Backend, Sandbox, Snapshot, new_sandbox_id, session_replay_script
+from orchard_envs.sandbox.docker_image import BASE_IMAGE, docker_client
+from orchard_envs.sandbox.shell import (
+    KILL_GRACE_SECONDS,
+    STDERR,
+    STDOUT,
+    TIMEOUT_EXIT_CODE,
+    CappedBuffer,
+    ChannelClosed,
+    ShellSession,
+)
+from orchard_envs.sandbox.spec import ExecResult, FileInfo, SandboxSpec, SessionState
+
+SANDBOX_LABEL = "orchard.sandbox"
+DEADLINE_LABEL = "orchard.deadline"
+ID_LABEL = "orchard.id"
+SHELL_ARGV = ["bash", "--noprofile", "--norc"]
+HOME, TMP = "/root", "/tmp"
+AREA_MODES = {TMP: "1777", HOME: "700"}
+REAP_INTERVAL = 30.0
+HELPER_TIMEOUT = 30.0
+HELPER_MAX_OUTPUT = 64 * 1024 * 1024
+START_TIMEOUT = 10.0
+FSIZE_SLACK = 1024 * 1024
+MIN_HEADROOM = 64 * 1024 * 1024  # memory kept free of tmpfs pages so commands can still run
+IDLE_POLL = 0.25  # a silent one-shot command is checked this often for having exited
+_HEADER = struct.Struct(">BxxxL")  # Docker's multiplexed stream: stream type, 3 pad bytes, length
+_READ_CHUNK = 256 * 1024
+_SEND_TIMEOUT = 30.0
+_DOCKER_ERRORS = (docker.errors.DockerException, requests.RequestException)
+
+
+# -- the exec channel --------------------------------------------------------------------------------
+class ExecChannel:
+    """One `docker exec` attach stream as a shell.Channel: stdin in, demultiplexed stdout/stderr out.
+
+    Docker frames output as an 8-byte header (stream, 0, 0, 0, big-endian length) plus payload; frames
+    may be split across socket reads, so bytes are buffered until a frame is complete.
+    """
+
+    def __init__(self, api: Any, exec_id: str, sock_io: Any) -> None:
+        self.api = api
+        self.exec_id = exec_id
+        self._sock_io = sock_io  # keeps the HTTP response (and so the socket) alive
+        self._sock: socket.socket = getattr(sock_io, "_sock", sock_io)
+        self._sock.setblocking(False)
+        self._readable = select.poll()  # poll, not select: a process may hold more than 1024 fds
+        self._readable.register(self._sock, select.POLLIN)
+        self._writable = select.poll()
+        self._writable.register(self._sock, select.POLLOUT)
+        self._buffer = bytearray(_already_buffered(sock_io))
+        self._eof = False
+        self._closed = False
+        self._pid = 0
+
+    @classmethod
+    def open(
+        cls,
+        api: Any,
+        container_id: str,
+        argv: list[str],
+        stdin: bool = False,
+        workdir: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> ExecChannel:
+        created = api.exec_create(
+            container_id, argv, stdin=stdin, stdout=True, stderr=True, tty=False,
+            workdir=workdir, environment=env,
+        )
+        return cls(api, created["Id"], api.exec_start(created["Id"], socket=True))
+
+    # Channel protocol ------------------------------------------------------------------------------
+    def send(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[self._sock.send(view) :]
+            except BlockingIOError:
+                if not self._writable.poll(_SEND_TIMEOUT * 1000):
+                    raise ChannelClosed("the shell stopped reading its input") from None
+            except OSError as exc:
+                raise ChannelClosed(f"the shell's stream is gone ({exc})") from None
+
+    def recv(self, timeout: float) -> list[tuple[int, bytes]]:
+        """Complete frames that arrive within `timeout`; ChannelClosed once the stream ended."""
+        deadline = time.monotonic() + timeout
+        while True:
+            frames = self._frames()
+            if frames:
+                return frames
+            if self._eof or self._closed:
+                raise ChannelClosed("the process closed its output")
+            remaining = deadline - time.monotonic()
+            if self._readable.poll(max(0, math.ceil(remaining * 1000))):
+                self._fill()
+            elif remaining <= 0:
+                return []
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        # Close from the top (requests response -> http.client reader -> socket), or the reader's
+        # finaliser later flushes into an already-closed socket and complains.
+        response = getattr(self._sock_io, "_response", None)
+        for closable in (response, self._sock_io, self._sock):
+            if closable is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    closable.close()
+
+    def kill(self) -> None:
+        """SIGKILL the exec'd process and everything below it (e.g. a shell stuck in a builtin loop)."""
+        pid = self.host_pid if self.running() else 0
+        if pid:
+            procs.kill_started_since(pid, 0.0)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    # process state -----------------------------------------------------------------------------------
+    @property
+    def host_pid(self) -> int:
+        """The exec'd process's pid on the host (0 if Docker doesn't report one yet)."""
+        for _ in range(50):
+            if self._pid:
+                break
+            with contextlib.suppress(*_DOCKER_ERRORS):
+                self._pid = int(self.api.exec_inspect(self.exec_id).get("Pid") or 0)
+            if not self._pid:
+                time.sleep(0.005)
+        return self._pid
+
+    def running(self) -> bool:
+        try:
+            return bool(self.api.exec_inspect(self.exec_id).get("Running"))
+        except _DOCKER_ERRORS:
+            return False
+
+    @property
+    def exit_code(self) -> int | None:
+        """The process's exit status once Docker has it (waits up to 2 s after the stream ends)."""
+        deadline = time.monotonic() + 2.0
+        while True:
+            try:
+                info = self.api.exec_inspect(self.exec_id)
+            except _DOCKER_ERRORS:
+                return None
+            if not info.get("Running") or time.monotonic() > deadline:
+                code = info.get("ExitCode")
+                return None if code is None else int(code)
+            time.sleep(0.002)
+
+    # framing -------------------------------------------------------------------------------------------
+    def _fill(self) -> None:
+        while True:
+            try:
+                chunk = self._sock.recv(_READ_CHUNK)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self._eof = True
+                return
+            self._buffer += chunk
+
+    def _frames(self) -> list[tuple[int, bytes]]:
+        frames: list[tuple[int, bytes]] = []
+        buf, pos = self._buffer, 0
+        while len(buf) - pos >= _HEADER.size:
+            kind, size = _HEADER.unpack_from(buf, pos)
+            end = pos + _HEADER.size + size
+            if len(buf) < end:
+                break
+            stream = STDERR if kind == STDERR else STDOUT
+            payload = bytes(buf[pos + _HEADER.size : end])
+            if frames and frames[-1][0] == stream:
+                frames[-1] = (stream, frames[-1][1] + payload)
+            else:
+                frames.append((stream, payload))
+            pos = end
+        del buf[:pos]
+        return frames
+
+
+def _already_buffered(sock_io: Any) -> bytes:
+    """Bytes http.client read past the 101 response headers into its buffer before we took the socket."""
+    reader = sock_io
+    for attribute in ("_response", "raw", "_fp", "fp"):  # requests -> urllib3 -> http.client -> reader
+        reader = getattr(reader, attribute, None)
+    if reader is None:
+        return b""
+    try:
+        peeked = reader.peek()  # the socket is non-blocking by now: this never waits
+        return reader.read(len(peeked)) if peeked else b""
+    except (OSError, ValueError):
+        return b""
+
+
+# -- errors ----------------------------------------------------------------------------------------
+def _explanation(exc: Exception) -> str:
+    return str(getattr(exc, "explanation", None) or exc)
+
+
+def translate(exc: Exception, sandbox_id: str, what: str) -> SandboxError:
+    """Turn a Docker SDK/transport error into the SandboxError subclass a caller can act on."""
+    text = _explanation(exc)
+    if not isinstance(exc, docker.errors.APIError):  # (APIError is a requests.HTTPError: test it first)
+        return BackendUnavailable(f"lost the Docker Engine while trying to {what}: {text}")
+    lowered = text.lower()
+    if "no such container" in lowered or "no such exec" in lowered:
+        return SandboxNotFound(f"sandbox {sandbox_id} no longer exists (closed, or removed after its TTL)")
+    if exc.status_code == 409 and ("not running" in lowered or "removal" in lowered or "dead" in lowered):
+        return SandboxNotFound(f"sandbox {sandbox_id} has stopped (its TTL passed or it was killed)")
+    if "could not find the file" in lowered:
+        return SandboxFileNotFound(f"cannot {what}: no such file or directory")
+    if "read-only" in lowered:
+        return PathEscapeError(f"cannot {what}: the path is on the read-only part of the sandbox")
+    return SandboxError(f"cannot {what}: {text}")
+
+
+# -- the sandbox -----------------------------------------------------------------------------------
+class DockerSandbox(Sandbox):
+    """A sandbox that is one container; see the module docstring for its shape."""
+
+    backend_name = "docker"
+
+    def __init__(
+        self,
+        backend: DockerBackend,
+        sandbox_id: str,
+        spec: SandboxSpec,
+        container_id: str,
+        init_pid: int,
+        session: SessionState | None = None,
+    ) -> None:
+        super().__init__(sandbox_id, spec)
+        self._backend = backend
+        self._api = backend.api
+        self.container_id = container_id
+        self._init_pid = init_pid
+        self.areas = writable_areas(spec)
+        self._session: ShellSession | None = None
+        self._helper: ShellSession | None = None
+        self._session_lock = threading.Lock()
+        self._helper_lock = threading.Lock()
+        self._cwd = session.cwd if session else spec.workdir
+        self._replay = session_replay_script(session) if session else None
+
+    @contextlib.contextmanager
+    def _docker(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except _DOCKER_ERRORS as exc:
+            raise translate(exc, self.id, what) from exc
+
+    # -- shells ------------------------------------------------------------------------------------
+    def _open_shell(self, max_output: int, cwd: str, kill: bool) -> ShellSession:
+        with self._docker("start a shell"):
+            channel = ExecChannel.open(self._api, self.container_id, SHELL_ARGV, stdin=True)
+        shell = ShellSession(channel, max_output, cwd=cwd)
+        if kill:
+            shell.kill_command = lambda since: self._kill_since(channel, since)
+        return shell
+
+    def _kill_since(self, channel: ExecChannel, since: float) -> None:
+        """Kill what a command started: the shell's descendants, and orphans adopted by the init.
+
+        Orphans can't be traced to their command, so an orphan of a concurrent one-shot command that
+        started after `since` goes too; commands of one sandbox rarely overlap.
+        """
+        if channel.host_pid:
+            procs.kill_started_since(channel.host_pid, since)
+        if self._init_pid:
+            kill_orphans_since(self._init_pid, since)
+
+    def _live_session(self) -> ShellSession:
+        """The agent's session, (re)started in the last known cwd, or replaying a fork's state."""
+        if self._session is None or not self._session.alive:
+            shell = self._open_shell(self.spec.max_output, self.spec.workdir, kill=True)
+            restore = self._replay or f"cd {shlex.quote(self._cwd)} 2>/dev/null || true"
+            started = shell.run(restore, timeout=START_TIMEOUT)
+            if not shell.alive:
+                self._ensure_running()
+                raise SandboxError(
+                    f"sandbox {self.id}: a new shell died at once (exit {started.exit_code}); the sandbox "
+                    "is probably out of memory (files in its tmpfs areas count against the limit)"
+                )
+            self._session, self._replay = shell, None
+        return self._session
+
+    def _session_exec(self, command: str, timeout: float | None, cwd: str | None, env: Any) -> ExecResult:
+        with self._session_lock:
+            shell = self._live_session()
+            try:
+                result = shell.run(command, timeout, cwd, env)
+            except ChannelClosed:  # the stream was gone before the command was sent
+                shell.close()
+                self._ensure_running()
+                return self._live_session().run(command, timeout, cwd, env)
+            self._cwd = shell.cwd
+            if not shell.alive:
+                self._ensure_running()  # a dead container must never look like a finished command
+            return result
+
+    def _ensure_running(self) -> None:
+        with self._docker("inspect the sandbox"):
+            state = self._api.inspect_container(self.container_id)["State"]
+        if not state.get("Running"):
+            raise SandboxNotFound(f"sandbox {self.id} has stopped (its TTL passed or it was killed)")
+
+    def exec(
+        self,
+        command: str,
+        timeout: float | None = 60.0,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        session: bool = True,
+    ) -> ExecResult:
+        self._check_open()
+        where = self.abspath(cwd) if cwd else None
+        if session:
+            return self._session_exec(command, timeout, where, env)
+        return self._one_shot(["bash", "-c", command], timeout, where or self.spec.workdir, env)
+
+    def _one_shot(
+        self, argv: list[str], timeout: float | None, cwd: str, env: dict[str, str] | None
+    ) -> ExecResult:
+        """A fresh exec: output capped per stream, killed with its process tree at `timeout`."""
+        start = time.monotonic()
+        since = time.clock_gettime(time.CLOCK_BOOTTIME)
+        with self._docker("start a command"):
+            channel = ExecChannel.open(self._api, self.container_id, argv, workdir=cwd, env=env)
+        out, err = CappedBuffer(self.spec.max_output), CappedBuffer(self.spec.max_output)
+        try:
+            timed_out = self._pump(channel, {STDOUT: out, STDERR: err}, timeout, since)
+        finally:
+            channel.close()
+        code = TIMEOUT_EXIT_CODE if timed_out else channel.exit_code
+        if code is None:
+            self._ensure_running()
+            code = 137
+        result = ExecResult(
+            exit_code=code, stdout=out.text(), stderr=err.text(), duration=time.monotonic() - start,
+            timed_out=timed_out, truncated=out.truncated or err.truncated,
+        )
+        return _explain_missing_cwd(result, cwd)
+
+    def _pump(
+        self, channel: ExecChannel, sinks: dict[int, CappedBuffer], timeout: float | None, since: float
+    ) -> bool:
+        """Copy output into `sinks` until the stream ends; True if it had to be killed at `timeout`."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        timed_out = False
+        while True:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                if timed_out:  # killed, and still the stream did not end: give up on it
+                    return True
+                timed_out = True
+                channel.kill()
+                self._kill_since(channel, since)
+                deadline = now + KILL_GRACE_SECONDS
+            wait = IDLE_POLL if deadline is None else max(0.0, min(IDLE_POLL, deadline - now))
+            try:
+                chunks = channel.recv(wait)
+            except ChannelClosed:
+                return timed_out
+            for stream, data in chunks:
+                sinks[stream].feed(data)
+            if not chunks and not timed_out and not channel.running():
+                # bash is gone but a background job still holds the stream open: take what is queued
+                with contextlib.suppress(ChannelClosed):
+                    while chunks := channel.recv(0.05):
+                        for stream, data in chunks:
+                            sinks[stream].feed(data)
+                return False
+
+    # -- helper shell (files API) -----------------------------------------------------------------
+    def _helper_run(self, command: str) -> ExecResult:
+        """Run a short internal command in a private bash (not the agent's session): no new exec.
+
+        The commands are idempotent (realpath, mkdir -p, find), so one that lost its shell (an agent
+        ran `kill -9 -1`) is retried once in a fresh one.
+        """
+        with self._helper_lock:
+            for _ in range(2):
+                if self._helper is None or not self._helper.alive:
+                    self._helper = self._open_shell(HELPER_MAX_OUTPUT, "/", kill=False)
+                try:
+                    result: ExecResult | None = self._helper.run(command, timeout=HELPER_TIMEOUT)
+                except ChannelClosed:
+                    result = None
+                if result is not None and self._helper.alive:
+                    return result
+                self._helper.close()
+                self._ensure_running()
+        raise SandboxError(f"sandbox {self.id}: its internal helper shell keeps dying")
+
+    def _resolve(self, path: str) -> tuple[str, str, bool]:
+        """(real path, 'file'|'dir'|'none', parent exists) of `path`, refusing anything outside the areas."""
+        self._check_open()
+        lexical = self._area_path(path)
+        probe = (
+            f"__r=$(realpath -m -- {shlex.quote(lexical)})\n"
+            'if [ -d "$__r" ]; then __k=dir; elif [ -e "$__r" ]; then __k=file; else __k=none; fi\n'
+            'if [ -d "${__r%/*}/" ]; then __p=1; else __p=0; fi\n'
+            'printf "%s\\0%s\\0%s" "$__r" "$__k" "$__p"'
+        )
+        result = self._helper_run(probe)
+        parts = result.stdout.split("\0")
+        if len(parts) != 3 or not parts[0].startswith("/"):
+            raise SandboxError(f"cannot resolve {lexical!r} in sandbox {self.id}: {result.stderr.strip()}")
+        real, kind, parent = parts
+        if _area_of(real, self.areas) is None:
+            raise PathEscapeError(
+                f"{path!r} resolves to {real!r}, outside the sandbox's writable areas "
+                f"({', '.join(self.areas)}); use exec to read other files"
+            )
+        return real, kind, parent == "1"
+
+    def _area_path(self, path: str) -> str:
+        absolute = self.abspath(path)
+        if _area_of(absolute, self.areas) is None:
+            raise PathEscapeError(
+                f"{path!r} is {absolute!r}, outside the sandbox's writable areas "
+                f"({', '.join(self.areas)}); use exec to read other files"
+            )
+        return absolute
+
+    def _mkdirs(self, path: str) -> None:
+        result = self._helper_run(f"mkdir -p -- {shlex.quote(path)}")
+        if result.exit_code != 0:
+            raise SandboxError(f"cannot create directory {path}: {result.stderr.strip()}")
+
+    # -- files -------------------------------------------------------------------------------------
+    def read_file(self, path: str) -> bytes:
+        real, kind, _ = self._resolve(path)
+        if kind == "none":
+            raise SandboxFileNotFound(f"no such file in sandbox {self.id}: {self.abspath(path)}")
+        if kind == "dir":
+            raise SandboxError(f"{self.abspath(path)} is a directory; use list_dir or download_tar")
+        with self._docker(f"read {real}"):
+            stream, _ = self._api.get_archive(self.container_id, real)
+            data = b"".join(stream)
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            member = tar.next()
+            handle = tar.extractfile(member) if member is not None and member.isreg() else None
+            if handle is None:
+                raise SandboxError(f"{self.abspath(path)} is not a regular file")
+            return handle.read()
+
+    def write_file(self, path: str, data: bytes | str, mode: int = 0o644) -> None:
+        real, kind, parent_exists = self._resolve(path)
+        if kind == "dir":
+            raise SandboxError(f"cannot write {self.abspath(path)}: it is a directory")
+        parent, name = posixpath.split(real)
+        if not parent_exists:
+            self._mkdirs(parent)
+        payload = data.encode() if isinstance(data, str) else bytes(data)
+        with self._docker(f"write {real}"):
+            self._api.put_archive(self.container_id, parent, _file_tar(name, payload, mode))
+
+    def list_dir(self, path: str = ".") -> list[FileInfo]:
+        real, kind, _ = self._resolve(path)
+        base = self.abspath(path)
+        if kind == "none":
+            raise SandboxFileNotFound(f"no such directory in sandbox {self.id}: {base}")
+        if kind != "dir":
+            raise SandboxError(f"{base} is not a directory")
+        listing = self._helper_run(
+            f"find {shlex.quote(real)}/ -mindepth 1 -maxdepth 1 -printf '%f\\0%y\\0%s\\0%m\\0'"
+        )
+        if listing.exit_code != 0:
+            raise SandboxError(f"cannot list {base}: {listing.stderr.strip()}")
+        fields = listing.stdout.split("\0")[:-1]
+        entries = [fields[i : i + 4] for i in range(0, len(fields) - 3, 4)]
+        kinds = {"f": "file", "d": "dir", "l": "symlink"}
+        infos = [
+            FileInfo(
+                name=name, path=base.rstrip("/") + "/" + name, type=kinds.get(kind, "other"),
+                size=int(size), mode=int(perms, 8),
+            )
+            for name, kind, size, perms in entries
+        ]
+        return sorted(infos, key=lambda info: info.name)
+
+    def upload_tar(self, data: bytes, dest: str = ".") -> None:
+        real, kind, _ = self._resolve(dest)
+        if kind == "file":
+            raise SandboxError(f"cannot extract into {self.abspath(dest)}: it is a file")
+        if kind == "none":
+            self._mkdirs(real)
+        with self._docker(f"extract an archive into {real}"):
+            self._api.put_archive(self.container_id, real, data)
+
+    def download_tar(self, path: str = ".") -> bytes:
+        real, kind, _ = self._resolve(path)
+        if kind == "none":
+            raise SandboxFileNotFound(f"no such file or directory in sandbox {self.id}: {self.abspath(path)}")
+        source = real.rstrip("/") + "/." if kind == "dir" else real  # members relative to `path`
+        with self._docker(f"archive {real}"):
+            stream, _ = self._api.get_archive(self.container_id, source)
+            return b"".join(stream)
+
+    # -- state -------------------------------------------------------------------------------------
+    def _session_state(self) -> SessionState:
+        with self._session_lock:
+            if self._session is None or not self._session.alive:
+                if self._replay is not None:  # restored but not used yet: start it to read its state
+                    return self._live_session().state()
+                return SessionState(cwd=self._cwd)
+            return self._session.state()
+
+    def _capture(self) -> dict[str, bytes]:
+        """A tar of each writable area's contents (tmpfs volumes: this is the whole file state).
+
+        Each archive call has a fixed cost of tens of ms in the daemon, so the areas go in parallel.
+        """
+        with ThreadPoolExecutor(len(self.areas)) as pool:
+            return dict(zip(self.areas, pool.map(self._archive_area, self.areas), strict=True))
+
+    def _archive_area(self, area: str) -> bytes:
+        with self._docker(f"archive {area}"):
+            stream, _ = self._api.get_archive(self.container_id, area.rstrip("/") + "/.")
+            return b"".join(stream)
+
+    def restore(self, tars: dict[str, bytes]) -> None:
+        """Extract area tars taken by `_capture` (of a sandbox with the same spec) into this one."""
+
+        def put(area: str) -> None:
+            with self._docker(f"restore {area}"):
+                self._api.put_archive(self.container_id, area, tars[area])
+
+        with ThreadPoolExecutor(len(tars) or 1) as pool:
+            list(pool.map(put, tars))
+
+    def snapshot(self) -> Snapshot:
+        self._check_open()
+        state = self._session_state()
+        return Snapshot("docker", self.spec, state, self._capture())
+
+    def fork(self) -> DockerSandbox:
+        return self._backend.create(snapshot=self.snapshot())
+
+    def _close(self) -> None:
+        for shell in (self._session, self._helper):
+            if shell is not None:
+                shell.close()
+        remove_container(self._api, self.container_id)
+
+
+def kill_orphans_since(init_pid: int, since: float, rounds: int = 3) -> None:
+    """SIGKILL processes adopted by the container's init (double-forked, or whose parent died) that
+    started at or after `since` (CLOCK_BOOTTIME seconds), sparing the TTL keeper: the init's oldest
+    child, whose death would end the sandbox. Start times have clock-tick resolution, so the keeper
+    of a just-created container may look as new as the command; hence it is spared by identity.
+    """
+    tick = 1.0 / os.sysconf("SC_CLK_TCK")
+    for _ in range(rounds):
+        table = procs.process_table()
+        children = [pid for pid, (ppid, _) in table.items() if ppid == init_pid]
+        keeper = min(children, key=lambda pid: (table[pid][1], pid), default=None)
+        victims = [
+            pid for pid in procs.descendants(init_pid, table)
+            if pid != keeper and table[pid][1] >= since - tick
+        ]
+        if not victims:
+            return
+        for pid in victims:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _explain_missing_cwd(result: ExecResult, cwd: str) -> ExecResult:
+    """Docker reports a missing exec workdir as an OCI error with 126; say it the way bash would."""
+    if result.exit_code == 126 and "chdir to cwd" in result.output:
+        message = f"bash: cd: {cwd}: No such file or directory\n"
+        return result.model_copy(update={"exit_code": 1, "stdout": "", "stderr": message})
+    return result
+
+
+def _area_of(path: str, areas: tuple[str, ...]) -> str | None:
+    for area in areas:
+        if path == area or path.startswith(area.rstrip("/") + "/"):
+            return area
+    return None
+
+
+def _file_tar(name: str, payload: bytes, mode: int) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size, info.mode, info.mtime = len(payload), mode, int(time.time())
+        tar.addfile(info, io.BytesIO(payload))
+    return buf.getvalue()
+
+
+def writable_areas(spec: SandboxSpec) -> tuple[str, ...]:
+    """The sandbox paths the files API may touch (each one a tmpfs volume)."""
+    workdir = posixpath.normpath(spec.workdir)
+    if workdir == "/":
+        raise ConfigError("the docker backend needs a workdir below / (e.g. /workspace), not / itself")
+    return tuple(dict.fromkeys((workdir, TMP, HOME)))
+
+
+def remove_container(api: Any, container_id: str) -> None:
+    """Kill and remove a container with its anonymous volumes; a container already gone is fine."""
+    with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError, requests.RequestException):
+        api.remove_container(container_id, force=True, v=True)
+
+
+def reap_expired(client: Any, now: float | None = None) -> int:
+    """Remove orchard containers whose deadline label has passed; returns how many were removed."""
+    api = getattr(client, "api", client)
+    now = time.time() if now is None else now
+    removed = 0
+    for info in api.containers(all=True, filters={"label": f"{SANDBOX_LABEL}=1"}):
+        try:
+            deadline = float((info.get("Labels") or {}).get(DEADLINE_LABEL, "inf"))
+        except ValueError:
+            continue
+        if deadline < now:
+            remove_container(api, info["Id"])
+            removed += 1
+    return removed
+
+
+# -- the backend -----------------------------------------------------------------------------------
+def area_size(spec: SandboxSpec) -> int | None:
+    """Each writable area's tmpfs size: `spec.disk`, but never so much of `spec.memory` (which its
+    pages count against) that one full area leaves too little memory to run a command in."""
+    if spec.memory is None:
+        return spec.disk
+    headroom = max(MIN_HEADROOM, spec.memory // 4)
+    room = max(spec.memory - headroom, spec.memory // 2)
+    return room if spec.disk is None else min(spec.disk, room)
+
+
+def _tmpfs_volume(target: str, size: int | None, mode: str) -> Mount:
+    options = f"size={size},mode={mode}" if size else f"mode={mode}"
+    driver = DriverConfig("local", {"type": "tmpfs", "device": "tmpfs", "o": options})
+    return Mount(target, None, type="volume", driver_config=driver)
+
+
+class DockerBackend(Backend):
+    """Creates DockerSandboxes. `image_aliases` maps spec image names to local images."""
+
+    name = "docker"
+
+    def __init__(self, client: Any = None, image_aliases: dict[str, str] | None = None) -> None:
+        self._client = client
+        self._own_client = client is None
+        self.image_aliases = {"default": BASE_IMAGE, **(image_aliases or {})}
+        self._last_reap = -REAP_INTERVAL
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = docker_client()
+            return self._client
+
+    @property
+    def api(self) -> Any:
+        return getattr(self.client, "api", self.client)
+
+    def create(self, spec: SandboxSpec | None = None, snapshot: Snapshot | None = None) -> DockerSandbox:
+        if snapshot is not None:
+            if snapshot.backend != "docker" or not isinstance(snapshot.payload, dict):
+                raise SandboxError(f"{snapshot} was not taken by the docker backend (or was dropped)")
+            spec = snapshot.spec
+        spec = spec or SandboxSpec()
+        self._maybe_reap()
+        sandbox = self._launch(spec, snapshot.session if snapshot else None)
+        try:
+            if snapshot is not None:
+                sandbox.restore(snapshot.payload)
+            elif spec.base_dir is not None:
+                if not spec.base_dir.is_dir():
+                    raise ConfigError(f"base_dir {str(spec.base_dir)!r} is not a directory on this host")
+                sandbox.upload_dir(spec.base_dir, spec.workdir)
+        except BaseException:
+            sandbox.close()
+            raise
+        return sandbox
+
+    def drop_snapshot(self, snapshot: Snapshot) -> None:
+        """Free a snapshot's archives (they live in this process's memory)."""
+        snapshot.payload = None
+
+    def close(self) -> None:
+        if self._own_client and self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def _maybe_reap(self) -> None:
+        if time.monotonic() - self._last_reap > REAP_INTERVAL:
+            self._last_reap = time.monotonic()
+            with contextlib.suppress(*_DOCKER_ERRORS):
+                reap_expired(self.api)
+
+    def _launch(self, spec: SandboxSpec, session: SessionState | None) -> DockerSandbox:
+        sandbox_id = new_sandbox_id()
+        image = self.image_aliases.get(spec.image, spec.image)
+        api = self.api
+        try:
+            created = api.create_container(
+                image,
+                entrypoint=["sleep", f"{spec.ttl:.3f}"],
+                working_dir=spec.workdir,
+                environment=spec.env,
+                labels={
+                    SANDBOX_LABEL: "1",
+                    ID_LABEL: sandbox_id,
+                    DEADLINE_LABEL: str(math.ceil(time.time() + spec.ttl)),
+                },
+                host_config=api.create_host_config(**self._host_options(spec)),
+                name=f"orchard-{sandbox_id}",
+            )
+        except docker.errors.ImageNotFound as exc:
+            raise self._missing_image(image) from exc
+        except _DOCKER_ERRORS as exc:
+            raise translate(exc, sandbox_id, "create the container") from exc
+        container_id = created["Id"]
+        try:
+            api.start(container_id)
+            init_pid = int(api.inspect_container(container_id)["State"]["Pid"])
+        except _DOCKER_ERRORS as exc:
+            remove_container(api, container_id)
+            raise translate(exc, sandbox_id, "start the container") from exc
+        return DockerSandbox(self, sandbox_id, spec, container_id, init_pid, session)
+
+    @staticmethod
+    def _host_options(spec: SandboxSpec) -> dict[str, Any]:
+        areas = writable_areas(spec)
+        options: dict[str, Any] = {
+            "init": True,
+            "auto_remove": True,
+            "read_only": True,
+            "mounts": [_tmpfs_volume(area, area_size(spec), AREA_MODES.get(area, "755")) for area in areas],
+            "log_config": LogConfig(type="none"),
+            "security_opt": ["no-new-privileges"],
+        }
+        if not spec.network:
+            options["network_mode"] = "none"
+        if spec.cpu is not None:
+            options["nano_cpus"] = int(spec.cpu * 1e9)
+        if spec.memory is not None:
+            options["mem_limit"] = spec.memory
+            options["memswap_limit"] = spec.memory
+        if spec.pids is not None:
+            options["pids_limit"] = spec.pids
+        if spec.disk is not None:
+            limit = spec.disk + FSIZE_SLACK
+            options["ulimits"] = [Ulimit(name="fsize", soft=limit, hard=limit)]
+        return options
+
+    def _missing_image(self, image: str) -> SandboxError | ConfigError:
+        if image == BASE_IMAGE:
+            return BackendUnavailable(
+                f"the base image {BASE_IMAGE} is not built on this Docker host; build it once with "
+                "`python -m orchard_envs.sandbox.docker_image` (about a minute, needs debootstrap)"
+            )
+        return ConfigError(
+            f"Docker image {image!r} is not on this host; build or pull it first (the backend never pulls)"
+        )
