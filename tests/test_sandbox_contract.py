@@ -196,3 +196,4 @@ def test_snapshot_restores_into_new_sandboxes(backend, sandbox):
     finally:
         for s in restored:
             s.close()
+        backend.drop_snapshot(snap)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 import warnings
 from pathlib import Path
 
@@ -41,14 +42,17 @@ class CgroupSet:
         """Shell that moves the current shell ($$) into every cgroup before it execs the sandbox."""
         return "".join(f"echo $$ > {d}/cgroup.procs && " for d in self.dirs)
 
-    def kill_all(self) -> None:
-        for _ in range(10):
+    def kill_all(self, wait: float = 2.0) -> None:
+        """SIGKILL every member and wait until the kernel has let them go (so rmdir can succeed)."""
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
             pids = self.pids()
             if not pids:
                 return
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+            time.sleep(0.005)
 
     def pids(self) -> set[int]:
         found: set[int] = set()
@@ -59,8 +63,34 @@ class CgroupSet:
 
     def remove(self) -> None:
         for d in self.dirs:
-            with contextlib.suppress(OSError):
-                d.rmdir()
+            for _ in range(100):  # exiting tasks may hold the group for a moment
+                try:
+                    d.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.01)
+
+
+def sweep_orphans(live: set[str]) -> None:
+    """Remove empty per-sandbox cgroups left by sandboxes that no longer exist (e.g. a crashed host)."""
+    parents = [ROOT / "orchard"] if _v2() else [ROOT / c / "orchard" for c in ("memory", "pids", "cpu")]
+    for parent in parents:
+        if not parent.is_dir():
+            continue
+        for d in parent.iterdir():
+            # Age check: another process may be creating a sandbox whose directory we haven't seen.
+            if d.is_dir() and d.name.startswith("sb-") and d.name not in live and _age(d) > 60:
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+
+
+def _age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _write(path: Path, value: object) -> None:

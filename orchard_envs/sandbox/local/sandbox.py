@@ -17,7 +17,7 @@ from orchard_envs.errors import BackendUnavailable, SandboxError, SandboxFileNot
 from orchard_envs.sandbox import procs
 from orchard_envs.sandbox.base import Backend, Sandbox, Snapshot, new_sandbox_id, session_replay_script
 from orchard_envs.sandbox.local.bwrap import BROKER_SHELL, bwrap_argv, system_root
-from orchard_envs.sandbox.local.cgroups import CgroupSet
+from orchard_envs.sandbox.local.cgroups import CgroupSet, sweep_orphans
 from orchard_envs.sandbox.local.fifo_channel import BROKER, FifoChannel, make_control
 from orchard_envs.sandbox.local.paths import Area, to_host
 from orchard_envs.sandbox.local.storage import Storage, copy_state, default_state_root, expired
@@ -269,7 +269,9 @@ class LocalBackend(Backend):
         """Remove every sandbox past its TTL, including those whose creating process died."""
         self._last_reap = time.monotonic()
         reaped = 0
-        for entry in self.sandbox_root.iterdir():
+        entries = list(self.sandbox_root.iterdir())
+        sweep_orphans({entry.name for entry in entries})
+        for entry in entries:
             storage = Storage(entry)
             meta = storage.read_meta()
             if expired(meta):
