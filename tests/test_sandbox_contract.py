@@ -197,3 +197,16 @@ def test_snapshot_restores_into_new_sandboxes(backend, sandbox):
         for s in restored:
             s.close()
         backend.drop_snapshot(snap)
+
+
+def test_base_dir_seeds_the_workdir_without_changing_it(make_sandbox, tmp_path):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "seed.txt").write_text("seeded\n")
+    sandbox = make_sandbox(base_dir=tmp_path)
+    assert sandbox.exec("cat pkg/seed.txt").stdout == "seeded\n"
+    sandbox.exec("echo changed > pkg/seed.txt && rm -r pkg && touch new")
+    assert (tmp_path / "pkg" / "seed.txt").read_text() == "seeded\n"
+    assert not (tmp_path / "new").exists()
+    with sandbox.fork() as child:
+        assert child.exec("ls").stdout == "new\n"
+    assert make_sandbox(base_dir=tmp_path).exec("cat pkg/seed.txt").stdout == "seeded\n"

@@ -221,6 +221,8 @@ class EnvService:
         record = self.records.get(sandbox_id)
         if record is None:
             raise ServiceError(404, f"Sandbox {sandbox_id} not found", "SandboxNotFound")
+        if record.expires_at <= time.time():  # past its TTL: gone now, whenever the reaper runs
+            raise ServiceError(404, f"Sandbox {sandbox_id} not found: its TTL passed", "SandboxNotFound")
         return record
 
     async def ready_sandbox(self, sandbox_id: str, status_if_not: int) -> tuple[Record, Sandbox]:
