@@ -28,6 +28,7 @@ from orchard_envs.sandbox.spec import SandboxSpec
 pytestmark = pytest.mark.docker
 
 docker_backend = pytest.importorskip("orchard_envs.sandbox.docker_backend")
+docker_channel = pytest.importorskip("orchard_envs.sandbox.docker_channel")
 docker_image = pytest.importorskip("orchard_envs.sandbox.docker_image")
 
 
@@ -117,7 +118,7 @@ def test_unreachable_engine_is_backend_unavailable(monkeypatch, tmp_path):
 # -- the stream framing, on a real socket pair --------------------------------------------------------
 def test_frames_split_across_reads_are_reassembled():
     ours, theirs = socket.socketpair()
-    channel = docker_backend.ExecChannel(api=None, exec_id="none", sock_io=ours)
+    channel = docker_channel.ExecChannel(api=None, exec_id="none", sock_io=ours)
     wire = b"".join(
         struct.pack(">BxxxL", kind, len(data)) + data
         for kind, data in [(STDOUT, b"hello "), (STDOUT, b"world"), (STDERR, b"oops"), (STDOUT, b"!")]
