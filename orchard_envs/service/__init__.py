@@ -9,15 +9,16 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from orchard_envs.service.app import ServiceSettings, create_app
+    from orchard_envs.service.app import create_app
     from orchard_envs.service.client import AsyncEnvClient, EnvClient
+    from orchard_envs.service.state import ServiceSettings
 
 __all__ = ["AsyncEnvClient", "EnvClient", "ServiceSettings", "create_app"]
 
 _WHERE = {
     "AsyncEnvClient": "orchard_envs.service.client",
     "EnvClient": "orchard_envs.service.client",
-    "ServiceSettings": "orchard_envs.service.app",
+    "ServiceSettings": "orchard_envs.service.state",
     "create_app": "orchard_envs.service.app",
 }
 

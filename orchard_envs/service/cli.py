@@ -72,7 +72,8 @@ def serve(
     import uvicorn
 
     from orchard_envs.sandbox import get_backend
-    from orchard_envs.service.app import ServiceSettings, create_app
+    from orchard_envs.service.app import create_app
+    from orchard_envs.service.state import ServiceSettings
 
     try:
         sandboxes = get_backend(backend)
