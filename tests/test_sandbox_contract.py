@@ -210,3 +210,15 @@ def test_base_dir_seeds_the_workdir_without_changing_it(make_sandbox, tmp_path):
     with sandbox.fork() as child:
         assert child.exec("ls").stdout == "new\n"
     assert make_sandbox(base_dir=tmp_path).exec("cat pkg/seed.txt").stdout == "seeded\n"
+
+
+def test_paths_with_quotes_and_spaces(sandbox, tmp_path):
+    odd = "it's a dir"
+    (tmp_path / "f.txt").write_text("x")
+    sandbox.upload_dir(tmp_path, odd)
+    assert sandbox.read_file(f"{odd}/f.txt") == b"x"
+    with tarfile.open(fileobj=io.BytesIO(sandbox.download_tar(odd))) as tar:
+        assert "./f.txt" in tar.getnames()
+    sandbox.exec(f'cd "{odd}"')
+    sandbox.exec("exit 0")  # the next session restarts in the odd directory
+    assert sandbox.exec("pwd").stdout == f"{sandbox.spec.workdir}/{odd}\n"

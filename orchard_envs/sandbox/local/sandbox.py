@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 import signal
 import stat
@@ -80,7 +81,7 @@ class LocalSandbox(Sandbox):
     def _live_session(self) -> ShellSession:
         if self._session is None or not self._session.alive:
             self._session = self._shell()
-            restore = self._replay or f"cd {self._cwd!r} 2>/dev/null || true"
+            restore = self._replay or f"cd {shlex.quote(self._cwd)} 2>/dev/null || true"
             self._replay = None
             self._session.run(restore, timeout=START_TIMEOUT)
         return self._session
@@ -152,10 +153,9 @@ class LocalSandbox(Sandbox):
         # Extract inside the sandbox, so links already in `dest` can't redirect writes to the host.
         target = self.abspath(dest)
         self._host(target)
-        staged = self._stage(data)
+        staged, where = shlex.quote(self._stage(data)), shlex.quote(target)
         result = self.exec(
-            f"mkdir -p {target!r} && tar -xf {staged!r} -C {target!r} --no-same-owner; s=$?; "
-            f"rm -f {staged!r}; exit $s",
+            f"mkdir -p {where} && tar -xf {staged} -C {where} --no-same-owner; s=$?; rm -f {staged}; exit $s",
             timeout=300,
             session=False,
         )
@@ -166,7 +166,7 @@ class LocalSandbox(Sandbox):
         source = self.abspath(path)
         self._host(source)
         name = f".orchard-dl-{uuid.uuid4().hex[:12]}.tar"
-        result = self.exec(f"tar -cf /tmp/{name} -C {source!r} .", timeout=300, session=False)
+        result = self.exec(f"tar -cf /tmp/{name} -C {shlex.quote(source)} .", timeout=300, session=False)
         host = self.storage.tmp / name
         try:
             if result.exit_code != 0:
