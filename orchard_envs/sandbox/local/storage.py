@@ -8,7 +8,6 @@ and a full copy of the base are used instead, and disk use is not capped.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -133,7 +132,3 @@ def _run(argv: list[str]) -> None:
 def expired(meta: dict, now: float | None = None) -> bool:
     return bool(meta) and meta.get("deadline", float("inf")) < (now or time.time())
 
-
-def remove_quietly(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        path.unlink()
