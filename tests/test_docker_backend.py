@@ -50,17 +50,14 @@ def dbackend(docker_client) -> Iterator[docker_backend.DockerBackend]:
 
 
 @pytest.fixture
-def make(dbackend) -> Iterator[Callable[..., docker_backend.DockerSandbox]]:
-    made: list[docker_backend.DockerSandbox] = []
+def backend(dbackend) -> docker_backend.DockerBackend:
+    """Points conftest's `make_sandbox` at this module's backend."""
+    return dbackend
 
-    def create(**spec: object) -> docker_backend.DockerSandbox:
-        sandbox = dbackend.create(SandboxSpec(**spec))
-        made.append(sandbox)
-        return sandbox
 
-    yield create
-    for sandbox in made:
-        sandbox.close()
+@pytest.fixture
+def make(make_sandbox) -> Callable[..., docker_backend.DockerSandbox]:
+    return make_sandbox
 
 
 @pytest.fixture

@@ -222,3 +222,11 @@ def test_paths_with_quotes_and_spaces(sandbox, tmp_path):
     sandbox.exec(f'cd "{odd}"')
     sandbox.exec("exit 0")  # the next session restarts in the odd directory
     assert sandbox.exec("pwd").stdout == f"{sandbox.spec.workdir}/{odd}\n"
+
+
+def test_session_killed_between_commands_is_replaced(sandbox):
+    sandbox.exec("cd /tmp && echo $$ > /tmp/session.pid")
+    assert sandbox.exec("kill -9 $(cat /tmp/session.pid)", session=False).ok
+    time.sleep(0.2)
+    result = sandbox.exec("echo back; pwd")
+    assert result.stdout == "back\n/tmp\n", result

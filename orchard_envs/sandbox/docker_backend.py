@@ -63,11 +63,6 @@ from orchard_envs.sandbox.base import Backend, Sandbox, Snapshot, new_sandbox_id
 from orchard_envs.sandbox.docker_channel import DOCKER_ERRORS, ExecChannel
 from orchard_envs.sandbox.docker_image import BASE_IMAGE, docker_client
 from orchard_envs.sandbox.shell import (
-    KILL_GRACE_SECONDS,
-    STDERR,
-    STDOUT,
-    TIMEOUT_EXIT_CODE,
-    CappedBuffer,
     ChannelClosed,
     ShellSession,
 )
@@ -85,7 +80,6 @@ HELPER_MAX_OUTPUT = 64 * 1024 * 1024
 START_TIMEOUT = 10.0
 FSIZE_SLACK = 1024 * 1024
 MIN_HEADROOM = 64 * 1024 * 1024  # memory kept free of tmpfs pages so commands can still run
-IDLE_POLL = 0.25  # a silent one-shot command is checked this often for having exited
 
 
 # -- errors ----------------------------------------------------------------------------------------
@@ -212,60 +206,15 @@ class DockerSandbox(Sandbox):
         where = self.abspath(cwd) if cwd else None
         if session:
             return self._session_exec(command, timeout, where, env)
-        return self._one_shot(["bash", "-c", command], timeout, where or self.spec.workdir, env)
-
-    def _one_shot(
-        self, argv: list[str], timeout: float | None, cwd: str, env: dict[str, str] | None
-    ) -> ExecResult:
-        """A fresh exec: output capped per stream, killed with its process tree at `timeout`."""
-        start = time.monotonic()
-        since = time.clock_gettime(time.CLOCK_BOOTTIME)
-        with self._docker("start a command"):
-            channel = ExecChannel.open(self._api, self.container_id, argv, workdir=cwd, env=env)
-        out, err = CappedBuffer(self.spec.max_output), CappedBuffer(self.spec.max_output)
+        # A one-shot command is a fresh shell driven by the same protocol as the session.
+        shell = self._open_shell(self.spec.max_output, self.spec.workdir, kill=True)
         try:
-            timed_out = self._pump(channel, {STDOUT: out, STDERR: err}, timeout, since)
+            result = shell.run(command, timeout, where, env)
         finally:
-            channel.close()
-        code = TIMEOUT_EXIT_CODE if timed_out else channel.exit_code
-        if code is None:
-            self._ensure_running()
-            code = 137
-        result = ExecResult(
-            exit_code=code, stdout=out.text(), stderr=err.text(), duration=time.monotonic() - start,
-            timed_out=timed_out, truncated=out.truncated or err.truncated,
-        )
-        return _explain_missing_cwd(result, cwd)
-
-    def _pump(
-        self, channel: ExecChannel, sinks: dict[int, CappedBuffer], timeout: float | None, since: float
-    ) -> bool:
-        """Copy output into `sinks` until the stream ends; True if it had to be killed at `timeout`."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        timed_out = False
-        while True:
-            now = time.monotonic()
-            if deadline is not None and now >= deadline:
-                if timed_out:  # killed, and still the stream did not end: give up on it
-                    return True
-                timed_out = True
-                channel.kill()
-                self._kill_since(channel, since)
-                deadline = now + KILL_GRACE_SECONDS
-            wait = IDLE_POLL if deadline is None else max(0.0, min(IDLE_POLL, deadline - now))
-            try:
-                chunks = channel.recv(wait)
-            except ChannelClosed:
-                return timed_out
-            for stream, data in chunks:
-                sinks[stream].feed(data)
-            if not chunks and not timed_out and not channel.running():
-                # bash is gone but a background job still holds the stream open: take what is queued
-                with contextlib.suppress(ChannelClosed):
-                    while chunks := channel.recv(0.05):
-                        for stream, data in chunks:
-                            sinks[stream].feed(data)
-                return False
+            shell.close()
+        if not result.timed_out and result.exit_code == 137:
+            self._ensure_running()  # a dead container must never look like a finished command
+        return result
 
     # -- helper shell (files API) -----------------------------------------------------------------
     def _helper_run(self, command: str) -> ExecResult:
@@ -461,14 +410,6 @@ def kill_orphans_since(init_pid: int, since: float, rounds: int = 3) -> None:
         for pid in victims:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-
-
-def _explain_missing_cwd(result: ExecResult, cwd: str) -> ExecResult:
-    """Docker reports a missing exec workdir as an OCI error with 126; say it the way bash would."""
-    if result.exit_code == 126 and "chdir to cwd" in result.output:
-        message = f"bash: cd: {cwd}: No such file or directory\n"
-        return result.model_copy(update={"exit_code": 1, "stdout": "", "stderr": message})
-    return result
 
 
 def _area_of(path: str, areas: tuple[str, ...]) -> str | None:

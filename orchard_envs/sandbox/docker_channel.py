@@ -64,6 +64,10 @@ class ExecChannel:
 
     # Channel protocol ------------------------------------------------------------------------------
     def send(self, data: bytes) -> None:
+        if self._readable.poll(0):  # cheap: notice a shell that died since the last command
+            self._fill()
+        if self._eof or self._closed:
+            raise ChannelClosed("the shell's stream ended before this command was sent")
         view = memoryview(data)
         while view:
             try:

@@ -133,6 +133,9 @@ class _MarkerStream:
 class ShellSession:
     """Runs commands one at a time in one long-lived bash over `channel`.
 
+    `run` raises ChannelClosed only when the shell was already gone, so the command never ran and
+    the owner may retry it in a new shell; a shell that dies during a command ends `run` normally.
+
     `kill_command(since)` must kill every process the current command started (its process tree);
     it is called on timeout. If bash itself is stuck (a builtin loop), the session is declared dead and
     `alive` turns False; the owner then starts a new one in `cwd`.
@@ -170,6 +173,10 @@ class ShellSession:
         timed_out = False
         try:
             self.channel.send(script)
+        except ChannelClosed:  # the shell died between commands: this one never ran
+            self.alive = False
+            raise
+        try:
             while out.line is None or err.line is None:
                 now = time.monotonic()
                 if deadline is not None and now >= deadline:

@@ -22,7 +22,7 @@ from orchard_envs.sandbox.local.cgroups import CgroupSet, sweep_orphans
 from orchard_envs.sandbox.local.fifo_channel import BROKER, FifoChannel, make_control
 from orchard_envs.sandbox.local.paths import Area, to_host
 from orchard_envs.sandbox.local.storage import Storage, copy_state, default_state_root, expired
-from orchard_envs.sandbox.shell import ShellSession
+from orchard_envs.sandbox.shell import ChannelClosed, ShellSession
 from orchard_envs.sandbox.spec import ExecResult, FileInfo, SandboxSpec, SessionState
 
 START_TIMEOUT = 10.0
@@ -102,9 +102,11 @@ class LocalSandbox(Sandbox):
             finally:
                 shell.close()
         with self._session_lock:
-            live = self._live_session()
-            result = live.run(command, timeout, cwd, env)
-            self._cwd = live.cwd
+            try:
+                result = self._live_session().run(command, timeout, cwd, env)
+            except ChannelClosed:  # the shell died between commands (e.g. OOM-killed): retry once
+                result = self._live_session().run(command, timeout, cwd, env)
+            self._cwd = self._session.cwd
             return result
 
     # -- files -------------------------------------------------------------------------------------
