@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
-from orchard_envs.errors import PatchError, SandboxClosed
+from orchard_envs.errors import PatchError, SandboxClosed, SandboxError
 from orchard_envs.sandbox.spec import ExecResult, FileInfo, SandboxSpec, SessionState
 
 
@@ -109,13 +109,36 @@ class Sandbox(ABC):
     @abstractmethod
     def list_dir(self, path: str = ".") -> list[FileInfo]: ...
 
-    @abstractmethod
     def upload_tar(self, data: bytes, dest: str = ".") -> None:
-        """Extract a tar archive (bytes) into `dest`, creating it."""
+        """Extract a tar archive (bytes) into `dest`, creating it.
 
-    @abstractmethod
+        Default: stage the archive in /tmp and run `tar` inside the sandbox, where a link already in
+        `dest` cannot redirect a write outside it. Backends with a native archive call override this.
+        """
+        target = shlex.quote(self.abspath(dest))
+        staged = _staging_path("tar")
+        self.write_file(staged, data, 0o600)
+        self._checked(
+            f"mkdir -p {target} && tar -xf {staged} -C {target} --no-same-owner; s=$?; "
+            f"rm -f {staged}; exit $s",
+            f"upload to {self.abspath(dest)}",
+        )
+
     def download_tar(self, path: str = ".") -> bytes:
-        """A tar archive of `path`'s contents (members relative to `path`)."""
+        """A tar archive of `path`'s contents (members relative to `path`); staged like upload_tar."""
+        source = self.abspath(path)
+        staged = _staging_path("tar")
+        try:
+            self._checked(f"tar -cf {staged} -C {shlex.quote(source)} .", f"download of {source}")
+            return self.read_file(staged)
+        finally:
+            self.exec(f"rm -f {staged}", timeout=60, session=False)
+
+    def _checked(self, command: str, what: str) -> None:
+        """A one-shot internal command whose failure is an infrastructure error naming `what`."""
+        result = self.exec(command, timeout=300, session=False)
+        if result.exit_code != 0:
+            raise SandboxError(f"{what} failed: {(result.stderr or result.stdout).strip()}")
 
     def upload_dir(self, host_dir: str | Path, dest: str = ".") -> None:
         buf = io.BytesIO()
@@ -131,7 +154,7 @@ class Sandbox(ABC):
     def apply_patch(self, patch: str, cwd: str | None = None) -> None:
         """`git apply` a unified diff in `cwd` (default: workdir); raises PatchError with git's reason."""
         self._check_open()
-        target = "/tmp/.orchard-" + uuid.uuid4().hex[:8] + ".patch"
+        target = _staging_path("patch")
         self.write_file(target, patch if patch.endswith("\n") else patch + "\n")
         where = cwd or self.spec.workdir
         result = self.exec(
@@ -172,6 +195,11 @@ class Backend(ABC):
 
     def close(self) -> None:
         """Release backend-wide resources (clients, pools). Sandboxes are closed on their own."""
+
+
+def _staging_path(suffix: str) -> str:
+    """An unguessable /tmp name, so a command in the sandbox can't plant a link there in advance."""
+    return f"/tmp/.orchard-{uuid.uuid4().hex}.{suffix}"
 
 
 def session_replay_script(state: SessionState) -> str:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import logging
 import posixpath
-import shlex
-import uuid
 import warnings
 from typing import Any
 
@@ -156,11 +154,6 @@ class RemoteSandbox(Sandbox):
             truncated=job.truncated,
         )
 
-    def _run_checked(self, command: str, what: str) -> None:
-        result = self.exec(command, timeout=300, session=False)
-        if result.exit_code != 0:
-            raise SandboxError(f"{what} failed: {(result.stderr or result.stdout).strip()}")
-
     # -- files -----------------------------------------------------------------------------------
     def read_file(self, path: str) -> bytes:
         self._check_open()
@@ -174,29 +167,6 @@ class RemoteSandbox(Sandbox):
         self._check_open()
         base = self.abspath(path)
         return [_file_info(entry, base) for entry in self._client.list_files(self.id, base)]
-
-    def upload_tar(self, data: bytes, dest: str = ".") -> None:
-        """Stage the archive as a file, then extract it inside the sandbox (the API has no tar call)."""
-        self._check_open()
-        target = self.abspath(dest)
-        staged = f"/tmp/.orchard-up-{uuid.uuid4().hex[:12]}.tar"
-        self.write_file(staged, data, 0o600)
-        quoted = shlex.quote(target)
-        self._run_checked(
-            f"mkdir -p {quoted} && tar -xf {staged} -C {quoted} --no-same-owner; s=$?; "
-            f"rm -f {staged}; exit $s",
-            f"upload to {target}",
-        )
-
-    def download_tar(self, path: str = ".") -> bytes:
-        self._check_open()
-        source = self.abspath(path)
-        staged = f"/tmp/.orchard-dl-{uuid.uuid4().hex[:12]}.tar"
-        try:
-            self._run_checked(f"tar -cf {staged} -C {shlex.quote(source)} .", f"download of {source}")
-            return self.read_file(staged)
-        finally:
-            self.exec(f"rm -f {staged}", timeout=60, session=False)
 
     def apply_patch(self, patch: str, cwd: str | None = None) -> None:
         """`git apply` on the server; raises PatchError with git's reason."""

@@ -11,7 +11,6 @@ import stat
 import subprocess
 import threading
 import time
-import uuid
 from pathlib import Path
 
 from orchard_envs.errors import BackendUnavailable, SandboxError, SandboxFileNotFound
@@ -152,40 +151,12 @@ class LocalSandbox(Sandbox):
         return [_file_info(entry, base) for entry in entries]
 
     def upload_tar(self, data: bytes, dest: str = ".") -> None:
-        # Extract inside the sandbox, so links already in `dest` can't redirect writes to the host.
-        target = self.abspath(dest)
-        self._host(target)
-        staged, where = shlex.quote(self._stage(data)), shlex.quote(target)
-        result = self.exec(
-            f"mkdir -p {where} && tar -xf {staged} -C {where} --no-same-owner; s=$?; rm -f {staged}; exit $s",
-            timeout=300,
-            session=False,
-        )
-        if result.exit_code != 0:
-            raise SandboxError(f"upload to {target} failed: {result.stderr.strip()}")
+        self._host(dest)  # the same writable-area rule as every other file call
+        super().upload_tar(data, dest)
 
     def download_tar(self, path: str = ".") -> bytes:
-        source = self.abspath(path)
-        self._host(source)
-        name = f".orchard-dl-{uuid.uuid4().hex[:12]}.tar"
-        result = self.exec(f"tar -cf /tmp/{name} -C {shlex.quote(source)} .", timeout=300, session=False)
-        host = self.storage.tmp / name
-        try:
-            if result.exit_code != 0:
-                raise SandboxError(f"download of {source} failed: {result.stderr.strip()}")
-            fd = os.open(host, os.O_RDONLY | os.O_NOFOLLOW)
-            with os.fdopen(fd, "rb") as handle:
-                return handle.read()
-        finally:
-            with contextlib.suppress(OSError):
-                host.unlink()
-
-    def _stage(self, data: bytes) -> str:
-        name = f".orchard-up-{uuid.uuid4().hex[:12]}.tar"
-        fd = os.open(self.storage.tmp / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        return f"/tmp/{name}"
+        self._host(path)
+        return super().download_tar(path)
 
     # -- state -------------------------------------------------------------------------------------
     def _session_state(self) -> SessionState:
