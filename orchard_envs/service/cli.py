@@ -111,7 +111,7 @@ def build_image(force: bool = typer.Option(False, help="Rebuild even if the imag
 
 @app.command()
 def smoke(
-    backend: list[str] = typer.Option(["local", "docker"], help="Backends to exercise (repeatable)."),  # noqa: B008
+    backend: list[str] = typer.Option(["local", "docker"], help="Backends to exercise (repeatable)."),
 ) -> None:
     """Exercise the sandbox layer end to end on each backend and print a table."""
     from rich.console import Console

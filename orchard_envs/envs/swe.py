@@ -1,0 +1,225 @@
+"""`orchard/SWE-v0`: fix a bug in a real repository inside a sandbox; graded by the repository's tests.
+
+Observations are text (the instruction, then each tool's output); everything structured rides in `info`.
+Actions are tool calls: `bash` (one persistent shell session), `str_replace_editor`, and `submit`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import gymnasium as gym
+
+from orchard_envs.envs.editor import Editor, ToolError
+from orchard_envs.envs.spaces import AnyText
+from orchard_envs.envs.tools import ActionError, ToolCall, copy_tools, function_tool, parse_action
+from orchard_envs.errors import ConfigError
+from orchard_envs.sandbox import Backend, Sandbox, get_backend
+from orchard_envs.tasks.swe.grading import GradeResult, extract_patch, grade
+from orchard_envs.tasks.swe.instance import SWEInstance, load_suite
+from orchard_envs.tasks.swe.prepare import REPO_DIR, PreparedTree, prepare, sandbox_spec
+
+MAX_OBSERVATION = 1_000_000
+MAX_ACTION = 1_000_000
+MAX_TOOL_OUTPUT = 30_000  # characters of bash output kept in the observation (head and tail)
+
+TOOLS = [
+    function_tool(
+        "bash",
+        "Run a bash command in a persistent shell session (the working directory and variables persist). "
+        f"The repository is at {REPO_DIR}. There is no network.",
+        {"command": {"type": "string", "description": "The command to run."}},
+        ["command"],
+    ),
+    function_tool(
+        "str_replace_editor",
+        "View, create and edit files. view: a file with line numbers (view_range [start, end], end -1 for "
+        "the rest) or a directory two levels deep. create: a new file with file_text. str_replace: replace "
+        "old_str, which must occur exactly once, with new_str. insert: new_str after line insert_line "
+        "(0 for the top). undo_edit: revert the last edit of path.",
+        {
+            "command": {"type": "string", "enum": ["view", "create", "str_replace", "insert", "undo_edit"]},
+            "path": {"type": "string", "description": f"Absolute path, or relative to {REPO_DIR}."},
+            "file_text": {"type": "string"},
+            "old_str": {"type": "string"},
+            "new_str": {"type": "string"},
+            "insert_line": {"type": "integer"},
+            "view_range": {"type": "array", "items": {"type": "integer"}},
+        },
+        ["command", "path"],
+    ),
+    function_tool("submit", "Submit your changes to the repository for grading; ends the episode.", {}, []),
+]
+
+INSTRUCTION = """\
+<problem_statement>
+{problem}
+</problem_statement>
+
+The repository `{repo}` is checked out at {repo_dir} (a git repository at its base commit). Change its \
+non-test source files so that the problem above is fixed; changes to tests and test configuration are \
+discarded before grading. Use the tools to explore, edit and run the tests (`python -m pytest`), then call \
+`submit`."""
+
+
+def clip(text: str, limit: int = MAX_TOOL_OUTPUT) -> str:
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}\n[... {len(text) - limit} characters omitted ...]\n{text[-half:]}"
+
+
+class SWEEnv(gym.Env[str, str]):
+    """A SWE-bench-style task per episode: reset prepares a sandbox, submit (or the step limit) grades it."""
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 1}
+
+    def __init__(
+        self,
+        suite: str = "swe-mini",
+        split: str | None = None,
+        backend: str | Backend = "local",
+        backend_options: dict[str, Any] | None = None,
+        instance_ids: list[str] | None = None,
+        max_steps: int = 50,
+        command_timeout: float = 120.0,
+        test_timeout: float = 300.0,
+        sandbox_options: dict[str, Any] | None = None,
+        render_mode: str | None = None,
+    ) -> None:
+        if render_mode not in (None, "ansi"):
+            raise ConfigError(f"render_mode {render_mode!r} is not supported; use 'ansi' or None")
+        if max_steps < 1:
+            raise ConfigError("max_steps must be at least 1")
+        self.instances = load_suite(suite, split)
+        if instance_ids is not None:
+            self.instances = [self._find(task_id) for task_id in instance_ids]
+        self.max_steps, self.command_timeout, self.test_timeout = max_steps, command_timeout, test_timeout
+        self.sandbox_options = dict(sandbox_options or {})
+        self.render_mode = render_mode
+        self.observation_space = AnyText(MAX_OBSERVATION)
+        self.action_space = AnyText(MAX_ACTION)
+        self._backend_choice, self._backend_options = backend, dict(backend_options or {})
+        self._backend: Backend | None = backend if isinstance(backend, Backend) else None
+        self._owns_backend = not isinstance(backend, Backend)
+        self._sandbox: Sandbox | None = None
+        self._editor: Editor | None = None
+        self._task: SWEInstance | None = None
+        self._tree: PreparedTree | None = None
+        self._steps = 0
+        self._done = True
+        self._last_observation = ""
+
+    def _find(self, task_id: str) -> SWEInstance:
+        for instance in self.instances:
+            if instance.instance_id == task_id:
+                return instance
+        raise ConfigError(
+            f"no task {task_id!r} in this suite; e.g. {', '.join(i.instance_id for i in self.instances[:3])}"
+        )
+
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            self._backend = get_backend(str(self._backend_choice), **self._backend_options)
+        return self._backend
+
+    @property
+    def task(self) -> SWEInstance | None:
+        """The current instance, gold patch included (for oracles and analysis, never shown to the agent)."""
+        return self._task
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict]:
+        super().reset(seed=seed)
+        started = time.perf_counter()
+        task_id = (options or {}).get("task_id")
+        if task_id is not None:
+            task = self._find(task_id)
+        else:
+            task = self.instances[int(self.np_random.integers(len(self.instances)))]
+        self._close_sandbox()
+        tree = prepare(task)
+        prepared = time.perf_counter()
+        sandbox = self.backend.create(sandbox_spec(tree, **self.sandbox_options))
+        try:
+            sandbox.exec(f"cd {REPO_DIR}")
+        except BaseException:
+            sandbox.close()
+            raise
+        self._sandbox, self._editor, self._task, self._tree = sandbox, Editor(sandbox, REPO_DIR), task, tree
+        self._steps, self._done = 0, False
+        self._last_observation = INSTRUCTION.format(
+            problem=task.problem_statement.strip(), repo=task.repo, repo_dir=REPO_DIR
+        )
+        info = {
+            "instruction": self._last_observation,
+            "tools": copy_tools(TOOLS),
+            "task": task.public_metadata(),
+            "timings": {"prepare": prepared - started, "reset": time.perf_counter() - started},
+        }
+        return self._last_observation, info
+
+    def step(self, action: str | dict) -> tuple[str, float, bool, bool, dict]:
+        if self._sandbox is None or self._done:
+            raise ConfigError("the episode is over or not started: call reset() before step()")
+        self._steps += 1
+        info: dict[str, Any] = {"step": self._steps}
+        try:
+            call = parse_action(action, TOOLS)
+        except ActionError as exc:
+            observation, info["tool"], info["error"] = f"Error: {exc}", None, "invalid_action"
+        else:
+            info["tool"] = call.name
+            observation = "" if call.name == "submit" else self._run_tool(call, info)
+        terminated = info["tool"] == "submit"
+        truncated = not terminated and self._steps >= self.max_steps
+        reward = 0.0
+        if terminated or truncated:
+            result = self._grade()
+            reward = result.reward
+            info["grading"] = result.model_dump(mode="json")
+            observation = observation or f"Submitted. Grading: {result.status}. {result.reason}".strip()
+            self._done = True
+            self._close_sandbox()
+        self._last_observation = observation
+        return observation, reward, terminated, truncated, info
+
+    def _run_tool(self, call: ToolCall, info: dict[str, Any]) -> str:
+        assert self._sandbox is not None and self._editor is not None
+        if call.name == "bash":
+            result = self._sandbox.exec(call.arguments["command"], timeout=self.command_timeout)
+            info["exit_code"] = result.exit_code
+            note = f"\n[timed out after {self.command_timeout:g} s]" if result.timed_out else ""
+            note += f"\n[exit code {result.exit_code}]" if result.exit_code else ""
+            return clip(result.output) + note
+        try:
+            return self._editor.run(**call.arguments)
+        except ToolError as exc:
+            info["error"] = "tool_error"
+            return f"Error: {exc}"
+
+    def _grade(self) -> GradeResult:
+        assert self._sandbox is not None and self._task is not None and self._tree is not None
+        started = time.perf_counter()
+        patch = extract_patch(self._sandbox, self._tree.head)
+        result = grade(
+            self.backend, self._tree, self._task, patch, timeout=self.test_timeout, **self.sandbox_options
+        )
+        result.timings["extract"] = time.perf_counter() - started - result.timings.get("total", 0.0)
+        return result
+
+    def render(self) -> str | None:
+        return self._last_observation if self.render_mode == "ansi" else None
+
+    def _close_sandbox(self) -> None:
+        if self._sandbox is not None:
+            self._sandbox.close()
+        self._sandbox = self._editor = None
+
+    def close(self) -> None:
+        self._close_sandbox()
+        if self._owns_backend and self._backend is not None:
+            self._backend.close()
+            self._backend = None
+        super().close()

@@ -1,0 +1,114 @@
+"""`orchard-tasks`: build, list and check task suites. `orchard-tasks swe --help` for the SWE commands."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import NoReturn
+
+import typer
+
+from orchard_envs.errors import OrchardError
+
+app = typer.Typer(
+    name="orchard-tasks",
+    help="Build, list and check Orchard task suites.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+swe = typer.Typer(
+    help="SWE suites: instances of real repositories graded by their tests.", no_args_is_help=True
+)
+app.add_typer(swe, name="swe")
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """One line on stderr and a non-zero exit: no traceback for mistakes a user can fix."""
+    typer.echo(f"orchard-tasks: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def log(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+@swe.command()
+def build(
+    config: Path = typer.Option(..., help="Build config (TOML), e.g. tasks/swe/data/swe-mini.toml."),
+    out: Path = typer.Option(..., help="JSONL file the accepted instances are appended to."),
+    library: list[str] = typer.Option([], help="Only these libraries of the config (repeatable)."),
+    backend: str = typer.Option("local", help="Sandbox backend that runs the tests: local or docker."),
+    jobs: int = typer.Option(2, min=1, help="Libraries built in parallel."),
+    rewrite_url: str | None = typer.Option(None, help="OpenAI-compatible endpoint that rewrites statements."),
+    rewrite_model: str = typer.Option("default", help="Model name sent to the rewrite endpoint."),
+    rewrite_key: str = typer.Option("", envvar="ORCHARD_REWRITE_API_KEY", help="API key for that endpoint."),
+) -> None:
+    """Make validated instances by injecting bugs into real libraries (resumable: ids in OUT are kept)."""
+    from orchard_envs.tasks.swe.build import BuildConfig, build_library
+    from orchard_envs.tasks.swe.prepare import cache_root
+    from orchard_envs.tasks.swe.statement import rewrite_statement
+
+    from orchard_envs.sandbox import get_backend
+
+    try:
+        settings = BuildConfig.load(config)
+        chosen = [lib for lib in settings.library if not library or lib.name in library]
+        if not chosen:
+            fail(f"no library named {', '.join(library)} in {config}")
+        done = (
+            {json.loads(line)["instance_id"] for line in out.read_text().splitlines() if line}
+            if out.exists()
+            else set()
+        )
+        runner = get_backend(backend)
+    except OrchardError as exc:
+        fail(str(exc))
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def one(lib) -> int:
+        made = 0
+        for instance in build_library(lib, settings, runner, cache_root(), log):
+            if instance.instance_id in done:
+                continue
+            if rewrite_url:
+                instance.problem_statement = rewrite_statement(
+                    instance.problem_statement, instance.patch, rewrite_url, rewrite_model, rewrite_key
+                )
+            with out.open("a") as stream:  # append-only: a crash keeps every instance already accepted
+                stream.write(instance.model_dump_json() + "\n")
+            made += 1
+        return made
+
+    try:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            total = sum(pool.map(one, chosen))
+    except OrchardError as exc:
+        fail(str(exc))
+    finally:
+        runner.close()
+    log(f"{total} new instances appended to {out}")
+
+
+@swe.command("list")
+def list_instances(
+    suite: str = typer.Option("swe-mini", help="Bundled suite name or instance file."),
+    split: str | None = typer.Option(None, help="Only this split."),
+) -> None:
+    """One line per instance: id, split, repository, number of FAIL_TO_PASS / PASS_TO_PASS tests."""
+    from orchard_envs.tasks.swe.instance import load_suite
+
+    try:
+        instances = load_suite(suite, split)
+    except OrchardError as exc:
+        fail(str(exc))
+    for i in instances:
+        state = "" if i.runnable else "  (no source: not runnable offline)"
+        typer.echo(
+            f"{i.instance_id}\t{i.split or '-'}\t{i.repo}\t{len(i.FAIL_TO_PASS)}/{len(i.PASS_TO_PASS)}{state}"
+        )
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,136 @@
+"""Prepared trees: each instance's repository and Python environment, built once and reused by every reset.
+
+A tree is a host folder that seeds a sandbox's workdir (`SandboxSpec.base_dir`): `repo/` at the base commit
+and `.venv/` with the test requirements. The local backend mounts it as an overlay's lower layer, so a
+reset copies nothing; docker and remote upload it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from orchard_envs.tasks.swe.instance import SWEInstance
+from orchard_envs.tasks.swe.source import SourceError, materialize
+
+from orchard_envs.sandbox import SandboxSpec
+
+WORKDIR = "/workspace"
+REPO_DIR = f"{WORKDIR}/repo"
+VENV_DIR = f"{WORKDIR}/.venv"
+# The Python every backend's default image runs (Debian bookworm's); the venv links to it by path.
+SANDBOX_PYTHON = "/usr/bin/python3"
+SANDBOX_ENV = {
+    "PATH": f"{VENV_DIR}/bin:/usr/local/bin:/usr/bin:/bin",
+    "VIRTUAL_ENV": VENV_DIR,
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "PIP_NO_INDEX": "1",
+    "GIT_PAGER": "cat",
+    "PAGER": "cat",
+}
+# Empty modules that win over any `sitecustomize.py` an agent drops into the repository, which `site`
+# would otherwise import from the repository folder on the venv's path at every interpreter start.
+SHADOWED_HOOKS = ("sitecustomize.py", "usercustomize.py")
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("ORCHARD_CACHE", Path.home() / ".cache" / "orchard")) / "swe"
+
+
+@dataclass(frozen=True)
+class PreparedTree:
+    """A ready tree: `path` seeds the sandbox workdir; `head` is the base commit inside `repo/`."""
+
+    path: Path
+    head: str
+
+
+@contextmanager
+def _locked(path: Path):
+    """One builder per tree across processes (parallel envs, pytest-xdist workers)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{path}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _venv_key(instance: SWEInstance) -> str:
+    spec = json.dumps([instance.requirements, instance.python_path], sort_keys=True)
+    return hashlib.sha256(spec.encode()).hexdigest()[:16]
+
+
+def build_venv(instance: SWEInstance, cache: Path) -> Path:
+    """A venv on the sandbox's Python with the requirements, the repository on its path, no scripts' paths."""
+    target = cache / "venvs" / _venv_key(instance)
+    with _locked(target):
+        if (target / "pyvenv.cfg").is_file():
+            return target
+        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".venv-"))
+        try:
+            subprocess.run([SANDBOX_PYTHON, "-m", "venv", "--without-pip", str(staging)], check=True)
+            if instance.requirements:
+                pip = [sys.executable, "-m", "pip", "--python", str(staging / "bin" / "python"), "install"]
+                result = subprocess.run(
+                    [*pip, "-q", "--disable-pip-version-check", *instance.requirements],
+                    capture_output=True,
+                    text=True,
+                )
+                if result.returncode != 0:
+                    raise SourceError(f"pip install {instance.requirements} failed: {result.stderr[-800:]}")
+            _finish_venv(staging, instance)
+            os.replace(staging, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _finish_venv(venv: Path, instance: SWEInstance) -> None:
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    paths = [str(PurePosixPath(REPO_DIR) / p) for p in instance.python_path]
+    (site / "orchard_repo.pth").write_text("\n".join(paths) + "\n")
+    for hook in SHADOWED_HOOKS:
+        (site / hook).write_text(
+            '"""Placeholder: keeps repository files of this name from running at startup."""\n'
+        )
+    # Console scripts were written with this host path in their shebang; inside the sandbox the venv
+    # lives at VENV_DIR, which is first on PATH.
+    for script in (venv / "bin").iterdir():
+        if script.is_file() and not script.is_symlink():
+            data = script.read_bytes()
+            if data.startswith(b"#!") and b"python" in data.split(b"\n", 1)[0]:
+                script.write_bytes(b"#!/usr/bin/env python3\n" + data.split(b"\n", 1)[1])
+
+
+def prepare(instance: SWEInstance, cache: Path | None = None) -> PreparedTree:
+    """Build (once, under a lock) or find the prepared tree of one instance."""
+    cache = cache or cache_root()
+    target = cache / "trees" / instance.instance_id
+    head_file = target / ".orchard-head"
+    with _locked(target):
+        if head_file.is_file():
+            return PreparedTree(target, head_file.read_text().strip())
+        venv = build_venv(instance, cache)
+        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{instance.instance_id}-"))
+        try:
+            head = materialize(instance, staging / "repo", cache)
+            subprocess.run(["cp", "-al", str(venv), str(staging / ".venv")], check=True)
+            (staging / ".orchard-head").write_text(head + "\n")
+            os.replace(staging, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return PreparedTree(target, head)
+
+
+def sandbox_spec(tree: PreparedTree, **overrides: object) -> SandboxSpec:
+    """The spec every SWE sandbox uses: the prepared tree as workdir seed, the venv first on PATH."""
+    env = {**SANDBOX_ENV, **overrides.pop("env", {})}  # type: ignore[dict-item]
+    return SandboxSpec(workdir=WORKDIR, base_dir=tree.path, env=env, **overrides)
