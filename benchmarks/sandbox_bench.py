@@ -9,36 +9,16 @@ Timings are for comparison within one run on one machine; they are never pass/fa
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import socket
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
+from common import env_service, machine, percentiles, write_doc_section, write_results
+
 from orchard_envs.sandbox import Backend, SandboxPool, SandboxSpec, get_backend
-
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results" / "sandbox.json"
-DOC = ROOT / "docs" / "benchmarks.md"
-
-
-def percentiles(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
-    return {
-        "p50_ms": pick(0.5) * 1e3,
-        "p99_ms": pick(0.99) * 1e3,
-        "mean_ms": statistics.fmean(ordered) * 1e3,
-        "n": len(ordered),
-    }
 
 
 def timed(fn: Callable[[], object], n: int, warmup: int = 3) -> dict[str, float]:
@@ -58,37 +38,25 @@ def used_memory_mib() -> float:
     return (info["MemTotal"] - info["MemAvailable"]) / 1024
 
 
-@contextmanager
-def env_service(backend: str) -> Iterator[dict[str, str]]:
-    """A real `orchard-env serve` on a free loopback port, for the remote backend."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    key = "bench-" + os.urandom(4).hex()
-    cli = Path(sys.executable).with_name("orchard-env")
-    server = subprocess.Popen(
-        [str(cli), "serve", "--port", str(port), "--api-key", key, "--backend", backend],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.1):
-                    break
-            except OSError:
-                time.sleep(0.05)
-        yield {"url": url, "api_key": key}
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
 def bench_baselines(n: int) -> dict[str, dict]:
     out = {"subprocess.run(true)": timed(lambda: subprocess.run(["true"]), n)}
-    bwrap = ["bwrap", "--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib",
-             "/lib", "--symlink", "usr/lib64", "/lib64", "--unshare-all", "/bin/true"]
+    bwrap = [
+        "bwrap",
+        "--ro-bind",
+        "/usr",
+        "/usr",
+        "--symlink",
+        "usr/bin",
+        "/bin",
+        "--symlink",
+        "usr/lib",
+        "/lib",
+        "--symlink",
+        "usr/lib64",
+        "/lib64",
+        "--unshare-all",
+        "/bin/true",
+    ]
     out["bwrap one-shot true"] = timed(lambda: subprocess.run(bwrap), n)
     try:
         import docker
@@ -118,8 +86,11 @@ def bench_backend(backend: Backend, n: int, fork_mb: int) -> dict[str, dict]:
         sandbox.warm()
         out["session exec true"] = timed(lambda: sandbox.exec("true"), n)
         out["one-shot exec true"] = timed(lambda: sandbox.exec("true", session=False), max(10, n // 10))
-        sandbox.exec(f"head -c {fork_mb << 20} /dev/urandom > blob && mkdir -p src && seq 1 2000 | "
-                     "xargs -I{} sh -c 'echo {} > src/f{}'", timeout=300)
+        sandbox.exec(
+            f"head -c {fork_mb << 20} /dev/urandom > blob && mkdir -p src && seq 1 2000 | "
+            "xargs -I{} sh -c 'echo {} > src/f{}'",
+            timeout=300,
+        )
         forks = []
 
         def fork() -> None:
@@ -175,8 +146,13 @@ def density(backend: Backend, count: int) -> dict:
     finally:
         for box in boxes:
             box.close()
-    return {"sandboxes": count, "alive": alive, "seconds_to_create": created,
-            "memory_mib": used, "mib_per_sandbox": used / max(1, count)}
+    return {
+        "sandboxes": count,
+        "alive": alive,
+        "seconds_to_create": created,
+        "memory_mib": used,
+        "mib_per_sandbox": used / max(1, count),
+    }
 
 
 def table(results: dict) -> str:
@@ -208,7 +184,7 @@ def main() -> None:
     parser.add_argument("--fork-mb", type=int, default=50)
     args = parser.parse_args()
     results: dict = {
-        "machine": {"cpus": os.cpu_count(), "kernel": platform.release()},
+        "machine": machine(),
         "latency": {"baseline": bench_baselines(args.n)},
         "density": {},
     }
@@ -217,23 +193,22 @@ def main() -> None:
         if name == "remote":
             with env_service("local") as conn:
                 results["latency"]["remote (service over local)"] = bench_backend(
-                    get_backend("remote", **conn), max(50, args.n // 5), args.fork_mb)
+                    get_backend("remote", **conn), max(50, args.n // 5), args.fork_mb
+                )
             continue
         backend = get_backend(name)
         results["latency"][name] = bench_backend(backend, args.n, args.fork_mb)
         count = args.density if name == "local" else args.docker_density
         if count:
             results["density"][name] = density(backend, count)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=RESULTS.parent, delete=False) as tmp:
-        json.dump(results, tmp, indent=2)
-    os.replace(tmp.name, RESULTS)
+    write_results("sandbox", results)
     text = table(results)
     print(text)
-    DOC.write_text(
-        "# Benchmarks\n\nSandbox layer, produced by `benchmarks/sandbox_bench.py` "
+    write_doc_section(
+        "sandbox",
+        "## Sandbox layer\n\nProduced by `benchmarks/sandbox_bench.py` "
         f"({results['machine']['cpus']} cores, kernel {results['machine']['kernel']}). "
-        "Raw numbers: `benchmarks/results/sandbox.json`.\n\n" + text + "\n"
+        "Raw numbers: `benchmarks/results/sandbox.json`.\n\n" + text,
     )
 
 

@@ -24,8 +24,8 @@ if [ ! -x .venv/bin/python ]; then
   log "creating .venv"
   python3 -m venv .venv
 fi
-log "installing orchard-envs[dev] into .venv"
-.venv/bin/pip install -q -e '.[dev]'
+log "installing orchard-envs[dev,swe] into .venv"
+.venv/bin/pip install -q -e '.[dev,swe]'
 
 if ! docker info >/dev/null 2>&1; then
   log "starting dockerd"

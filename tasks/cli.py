@@ -46,11 +46,10 @@ def build(
     rewrite_key: str = typer.Option("", envvar="ORCHARD_REWRITE_API_KEY", help="API key for that endpoint."),
 ) -> None:
     """Make validated instances by injecting bugs into real libraries (resumable: ids in OUT are kept)."""
+    from orchard_envs.sandbox import get_backend
     from orchard_envs.tasks.swe.build import BuildConfig, build_library
     from orchard_envs.tasks.swe.prepare import cache_root
     from orchard_envs.tasks.swe.statement import rewrite_statement
-
-    from orchard_envs.sandbox import get_backend
 
     try:
         settings = BuildConfig.load(config)
@@ -108,6 +107,55 @@ def list_instances(
         typer.echo(
             f"{i.instance_id}\t{i.split or '-'}\t{i.repo}\t{len(i.FAIL_TO_PASS)}/{len(i.PASS_TO_PASS)}{state}"
         )
+
+
+@swe.command()
+def check(
+    suite: str = typer.Option("swe-mini", help="Bundled suite name or instance file."),
+    split: str | None = typer.Option(None, help="Only this split."),
+    backend: str = typer.Option("local", help="Sandbox backend: local, docker or remote."),
+    agent: str = typer.Option(
+        "oracle", help="oracle (gold patch through the editor) or noop (submit at once)."
+    ),
+    repos_dir: Path | None = typer.Option(None, help="Folder of local clones <owner>__<name> (SWE-bench)."),
+    preds: Path | None = typer.Option(None, help="Also write the patches as SWE-bench predictions (.json)."),
+) -> None:
+    """Run the oracle or no-op agent over a suite: every instance must resolve (oracle) or fail (noop)."""
+    import gymnasium as gym
+
+    from orchard_envs.agents.swe_oracle import gold_patch_actions, noop_actions
+    from orchard_envs.tasks.swe.swebench_io import prediction_row, write_predictions
+
+    if agent not in ("oracle", "noop"):
+        fail(f"unknown agent {agent!r}; use oracle or noop")
+    rows, resolved, errors = [], 0, 0
+    try:
+        env = gym.make(
+            "orchard/SWE-v0",
+            suite=suite,
+            split=split,
+            backend=backend,
+            repos_dir=str(repos_dir) if repos_dir else None,
+        )
+        with env:
+            for task in env.unwrapped.instances:
+                env.reset(options={"task_id": task.instance_id})
+                actions = gold_patch_actions(task.patch) if agent == "oracle" else noop_actions()
+                for action in actions:
+                    _, reward, *_, info = env.step(action)
+                grading = info["grading"]
+                resolved += reward == 1.0
+                errors += grading["status"] == "error"
+                typer.echo(f"{task.instance_id}\t{grading['status']}\t{grading['reason'][:120]}")
+                rows.append(prediction_row(task.instance_id, agent, grading["patch"]))
+    except OrchardError as exc:
+        fail(str(exc))
+    if preds:
+        write_predictions(preds, rows)
+    expected = len(rows) if agent == "oracle" else 0
+    typer.echo(f"{agent}: {resolved}/{len(rows)} resolved, {errors} infrastructure errors")
+    if resolved != expected or errors:
+        raise typer.Exit(1)
 
 
 def main() -> None:

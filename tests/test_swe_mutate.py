@@ -17,6 +17,7 @@ from collections import Counter
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from orchard_envs.tasks.swe.mutate import OPERATORS, Mutation, find_mutations, sample_mutations
 
 QUEUE = '''\

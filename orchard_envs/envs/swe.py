@@ -6,7 +6,11 @@ Actions are tool calls: `bash` (one persistent shell session), `str_replace_edit
 
 from __future__ import annotations
 
+import contextlib
 import time
+import warnings
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -14,11 +18,12 @@ import gymnasium as gym
 from orchard_envs.envs.editor import Editor, ToolError
 from orchard_envs.envs.spaces import AnyText
 from orchard_envs.envs.tools import ActionError, ToolCall, copy_tools, function_tool, parse_action
-from orchard_envs.errors import ConfigError
+from orchard_envs.errors import ConfigError, OrchardError
 from orchard_envs.sandbox import Backend, Sandbox, get_backend
 from orchard_envs.tasks.swe.grading import GradeResult, extract_patch, grade
 from orchard_envs.tasks.swe.instance import SWEInstance, load_suite
 from orchard_envs.tasks.swe.prepare import REPO_DIR, PreparedTree, prepare, sandbox_spec
+from orchard_envs.tasks.swe.swebench_io import attach_local_repos, describe_missing
 
 MAX_OBSERVATION = 1_000_000
 MAX_ACTION = 1_000_000
@@ -82,6 +87,7 @@ class SWEEnv(gym.Env[str, str]):
         backend: str | Backend = "local",
         backend_options: dict[str, Any] | None = None,
         instance_ids: list[str] | None = None,
+        repos_dir: str | None = None,
         max_steps: int = 50,
         command_timeout: float = 120.0,
         test_timeout: float = 300.0,
@@ -93,8 +99,15 @@ class SWEEnv(gym.Env[str, str]):
         if max_steps < 1:
             raise ConfigError("max_steps must be at least 1")
         self.instances = load_suite(suite, split)
+        if repos_dir is not None:
+            self.instances = attach_local_repos(self.instances, Path(repos_dir))
         if instance_ids is not None:
-            self.instances = [self._find(task_id) for task_id in instance_ids]
+            self.instances = [self.find_task(task_id) for task_id in instance_ids]
+        self._runnable = [i for i in self.instances if i.runnable]
+        if not self._runnable:
+            raise ConfigError(describe_missing(self.instances) or "the suite has no runnable instance")
+        if len(self._runnable) < len(self.instances):
+            warnings.warn(f"{describe_missing(self.instances)} Those are skipped.", stacklevel=2)
         self.max_steps, self.command_timeout, self.test_timeout = max_steps, command_timeout, test_timeout
         self.sandbox_options = dict(sandbox_options or {})
         self.render_mode = render_mode
@@ -104,6 +117,10 @@ class SWEEnv(gym.Env[str, str]):
         self._backend: Backend | None = backend if isinstance(backend, Backend) else None
         self._owns_backend = not isinstance(backend, Backend)
         self._sandbox: Sandbox | None = None
+        # Sandbox creation and teardown happen off the step path: the grading sandbox is made while the
+        # agent works, and finished sandboxes are closed in the background.
+        self._background = ThreadPoolExecutor(max_workers=2, thread_name_prefix="swe-env")
+        self._grading_sandbox: Future[Sandbox] | None = None
         self._editor: Editor | None = None
         self._task: SWEInstance | None = None
         self._tree: PreparedTree | None = None
@@ -111,7 +128,7 @@ class SWEEnv(gym.Env[str, str]):
         self._done = True
         self._last_observation = ""
 
-    def _find(self, task_id: str) -> SWEInstance:
+    def find_task(self, task_id: str) -> SWEInstance:
         for instance in self.instances:
             if instance.instance_id == task_id:
                 return instance
@@ -135,9 +152,11 @@ class SWEEnv(gym.Env[str, str]):
         started = time.perf_counter()
         task_id = (options or {}).get("task_id")
         if task_id is not None:
-            task = self._find(task_id)
+            task = self.find_task(task_id)
+            if not task.runnable:
+                raise ConfigError(describe_missing([task]) or f"task {task_id} cannot run here")
         else:
-            task = self.instances[int(self.np_random.integers(len(self.instances)))]
+            task = self._runnable[int(self.np_random.integers(len(self._runnable)))]
         self._close_sandbox()
         tree = prepare(task)
         prepared = time.perf_counter()
@@ -148,6 +167,7 @@ class SWEEnv(gym.Env[str, str]):
             sandbox.close()
             raise
         self._sandbox, self._editor, self._task, self._tree = sandbox, Editor(sandbox, REPO_DIR), task, tree
+        self._grading_sandbox = self._background.submit(self._make_grading_sandbox, tree)
         self._steps, self._done = 0, False
         self._last_observation = INSTRUCTION.format(
             problem=task.problem_statement.strip(), repo=task.repo, repo_dir=REPO_DIR
@@ -204,7 +224,13 @@ class SWEEnv(gym.Env[str, str]):
         started = time.perf_counter()
         patch = extract_patch(self._sandbox, self._tree.head)
         result = grade(
-            self.backend, self._tree, self._task, patch, timeout=self.test_timeout, **self.sandbox_options
+            self.backend,
+            self._tree,
+            self._task,
+            patch,
+            timeout=self.test_timeout,
+            sandbox=self._take_grading_sandbox(),
+            **self.sandbox_options,
         )
         result.timings["extract"] = time.perf_counter() - started - result.timings.get("total", 0.0)
         return result
@@ -212,14 +238,42 @@ class SWEEnv(gym.Env[str, str]):
     def render(self) -> str | None:
         return self._last_observation if self.render_mode == "ansi" else None
 
-    def _close_sandbox(self) -> None:
+    def _make_grading_sandbox(self, tree: PreparedTree) -> Sandbox:
+        sandbox = self.backend.create(sandbox_spec(tree, **self.sandbox_options))
+        sandbox.warm()  # its shell session starts now, not when the tests run
+        return sandbox
+
+    def _take_grading_sandbox(self) -> Sandbox | None:
+        """The sandbox made at reset, if it came up and is still alive; else grading makes a new one."""
+        future, self._grading_sandbox = self._grading_sandbox, None
+        try:
+            sandbox = future.result() if future is not None else None
+            if sandbox is not None:
+                sandbox.exec("true", timeout=30)
+            return sandbox
+        except OrchardError:  # e.g. reaped after its TTL during a long episode
+            return None
+
+    def _close_sandbox(self, wait: bool = False) -> None:
+        doomed: list[Future] = []
         if self._sandbox is not None:
-            self._sandbox.close()
+            doomed.append(self._background.submit(self._sandbox.close))
+        if self._grading_sandbox is not None:
+            doomed.append(self._background.submit(_close_when_made, self._grading_sandbox))
         self._sandbox = self._editor = None
+        self._grading_sandbox = None
+        for future in doomed if wait else ():
+            future.result()
 
     def close(self) -> None:
-        self._close_sandbox()
+        self._close_sandbox(wait=True)
+        self._background.shutdown(wait=True)
         if self._owns_backend and self._backend is not None:
             self._backend.close()
             self._backend = None
         super().close()
+
+
+def _close_when_made(future: Future[Sandbox]) -> None:
+    with contextlib.suppress(OrchardError):  # one that never came up needs no closing
+        future.result().close()

@@ -17,20 +17,21 @@ import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from orchard_envs.errors import ConfigError
+from orchard_envs.sandbox import Backend, Sandbox
 from orchard_envs.tasks.swe.grading import grade, run_tests
-from orchard_envs.tasks.swe.instance import DEFAULT_TEST_CMD, PyPISource, SWEInstance
+from orchard_envs.tasks.swe.instance import DEFAULT_REQUIREMENTS, DEFAULT_TEST_CMD, PyPISource, SWEInstance
 from orchard_envs.tasks.swe.mutate import Mutation, find_mutations, sample_mutations
 from orchard_envs.tasks.swe.patches import is_protected
 from orchard_envs.tasks.swe.prepare import REPO_DIR, PreparedTree, prepare, sandbox_spec
 from orchard_envs.tasks.swe.report import PASSING, TestStatus
 from orchard_envs.tasks.swe.source import find_sdist, materialize
 from orchard_envs.tasks.swe.statement import template_statement
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from orchard_envs.errors import ConfigError
-from orchard_envs.sandbox import Backend, Sandbox
 
 Log = Callable[[str], None]
+BUILD_TTL = 1800.0  # one library builds in minutes; a killed build's sandbox is reaped after this
 
 
 class LibrarySpec(BaseModel):
@@ -39,7 +40,7 @@ class LibrarySpec(BaseModel):
     version: str
     split: str = "train"
     sha256: str | None = Field(None, description="pinned digest; looked up in the index when absent")
-    requirements: list[str] = Field(default_factory=lambda: ["pytest==8.3.4"])
+    requirements: list[str] = Field(default_factory=lambda: list(DEFAULT_REQUIREMENTS))
     python_path: list[str] = Field(default_factory=lambda: ["."])
     test_cmd: str = DEFAULT_TEST_CMD
     sources: list[str] = Field(["**/*.py"], description="globs (from the repository root) of files to mutate")
@@ -86,16 +87,19 @@ def base_commit_of(instance: SWEInstance, cache: Path) -> str:
 
 def stable_tests(
     sandbox: Sandbox, instance: SWEInstance, paths: list[str], runs: int, timeout: float
-) -> list[str]:
-    """Tests in test files that pass in every one of `runs` runs (flaky and failing ones dropped)."""
+) -> tuple[list[str], float]:
+    """Tests in test files that pass in every one of `runs` runs (flaky and failing ones dropped), and
+    the slowest run's seconds."""
     passing: set[str] | None = None
+    slowest = 0.0
     for _ in range(runs):
         run = run_tests(sandbox, instance, paths, timeout)
         if run.error or run.timed_out:
             raise ConfigError(f"the test suite of {instance.repo} does not run: {run.error or 'timeout'}")
         ok = {t for t, s in run.statuses.items() if s == TestStatus.PASSED and is_protected(t.split("::")[0])}
         passing = ok if passing is None else passing & ok
-    return sorted(passing or ())
+        slowest = max(slowest, run.duration)
+    return sorted(passing or ()), slowest
 
 
 def mutation_sites(tree: PreparedTree, lib: LibrarySpec) -> list[Mutation]:
@@ -113,7 +117,8 @@ def mutation_sites(tree: PreparedTree, lib: LibrarySpec) -> list[Mutation]:
 def fix_patch(sandbox: Sandbox, path: str, mutant: str) -> str:
     """The gold patch (mutant -> original) with enough context that every hunk's old text is unique."""
     for context in (3, 5, 8, 13, 21):
-        result = sandbox.exec(f"cd {REPO_DIR} && git diff -R -U{context} -- {path}", session=False)
+        diff = f"git diff -R --src-prefix=b/ --dst-prefix=a/ -U{context} -- {path}"
+        result = sandbox.exec(f"cd {REPO_DIR} && {diff}", session=False)
         hunks = re.split(r"(?m)^@@.*\n", result.stdout)[1:]
         olds = ["".join(line[1:] + "\n" for line in h.splitlines() if line[:1] in (" ", "-")) for h in hunks]
         if all(mutant.count(old) == 1 for old in olds):
@@ -148,9 +153,10 @@ def screen(
         sandbox.write_file(target, original)
 
 
-def validate(backend: Backend, instance: SWEInstance, runs: int, timeout: float) -> str | None:
+def validate(
+    backend: Backend, instance: SWEInstance, tree: PreparedTree, runs: int, timeout: float
+) -> str | None:
     """None if the gold patch resolves and doing nothing does not, every time; else why not."""
-    tree = prepare(instance)
     for _ in range(runs):
         gold = grade(backend, tree, instance, instance.patch, timeout=timeout)
         if gold.status != "resolved":
@@ -185,8 +191,14 @@ def build_library(
     tree = prepare(template, cache)
     rng = random.Random(f"{config.seed}:{slug}")
     made, seen_failures, seen_functions = 0, set(), set()
-    with backend.create(sandbox_spec(tree)) as sandbox:
-        stable = stable_tests(sandbox, template, lib.test_paths, config.stability_runs, config.test_timeout)
+    with backend.create(sandbox_spec(tree, ttl=BUILD_TTL)) as sandbox:
+        stable, seconds = stable_tests(
+            sandbox, template, lib.test_paths, config.stability_runs, config.test_timeout
+        )
+        # A mutant that loops forever should cost seconds, not the full per-run timeout.
+        screening = config.model_copy(
+            update={"test_timeout": min(config.test_timeout, max(10.0, 5 * seconds))}
+        )
         log(f"{slug}: {len(stable)} stable tests")
         sites = mutation_sites(tree, lib)
         candidates = sample_mutations(sites, rng, config.max_candidates)
@@ -198,7 +210,7 @@ def build_library(
             if (mutation.path, mutation.function) in seen_functions:
                 continue
             original = originals.setdefault(mutation.path, (tree.path / "repo" / mutation.path).read_text())
-            found = screen(sandbox, template, mutation, original, stable, config)
+            found = screen(sandbox, template, mutation, original, stable, screening)
             if found is None or frozenset(found[1]) in seen_failures:
                 continue
             patch, failing = found
@@ -220,10 +232,11 @@ def build_library(
                 }
             )
             instance.base_commit = base_commit_of(instance, cache)
-            problem = validate(backend, instance, config.validation_runs, config.test_timeout)
+            instance_tree = prepare(instance, cache)
+            problem = validate(backend, instance, instance_tree, config.validation_runs, config.test_timeout)
             if problem:
                 log(f"{instance.instance_id}: rejected, {problem}")
-                shutil.rmtree(cache / "trees" / instance.instance_id, ignore_errors=True)
+                shutil.rmtree(instance_tree.path, ignore_errors=True)
                 continue
             seen_failures.add(frozenset(failing))
             seen_functions.add((mutation.path, mutation.function))

@@ -2,8 +2,9 @@
 
 The agent's sandbox is only read for its diff. A fresh sandbox from the prepared tree gets that diff minus
 every test, test-config and start-up-hook file (so those stay the instance's own), then the instance's
-test patch; pytest writes a JUnit report into a folder created for this run, and the report must agree
-with pytest's exit code. A missing or unreadable report is an infrastructure error, never a pass.
+test patch; pytest writes a report log (pytest-reportlog) into a folder created for this run, and the
+report must agree with pytest's exit code. A missing or unreadable report is an infrastructure error,
+never a pass.
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ import shlex
 import time
 from typing import Literal
 
-from orchard_envs.tasks.swe.instance import SWEInstance
-from orchard_envs.tasks.swe.patches import split_patch, touched_files
-from orchard_envs.tasks.swe.prepare import REPO_DIR, PreparedTree, sandbox_spec
-from orchard_envs.tasks.swe.report import ReportError, TestsReport, TestStatus, parse_junit, verdict
 from pydantic import BaseModel, Field
 
 from orchard_envs.errors import PatchError
 from orchard_envs.sandbox import Backend, Sandbox
+from orchard_envs.tasks.swe.instance import SWEInstance
+from orchard_envs.tasks.swe.patches import split_patch, touched_files
+from orchard_envs.tasks.swe.prepare import REPO_DIR, PreparedTree, sandbox_spec
+from orchard_envs.tasks.swe.report import ReportError, TestsReport, TestStatus, parse_report_log, verdict
 
 # pytest: 0 all passed, 1 some failed, 2 interrupted (e.g. collection errors), 5 nothing collected.
 AGENT_EXIT_CODES = {0, 1, 2, 5}
@@ -66,16 +67,16 @@ def extract_patch(sandbox: Sandbox, head: str) -> str:
 def run_tests(sandbox: Sandbox, instance: SWEInstance, tests: list[str], timeout: float) -> TestRun:
     """Run the instance's test command on `tests` (node ids or paths; none: pytest's discovery)."""
     folder = f"/tmp/orchard-report-{secrets.token_hex(8)}"
-    sandbox.exec(f"mkdir -m 700 {folder}", session=False)
     selection = ""
     if tests:
         sandbox.write_file(f"{folder}/tests.txt", "\n".join(tests) + "\n")
         selection = f"@{folder}/tests.txt"
     command = (
-        f"cd {REPO_DIR} && {instance.test_cmd} -p no:cacheprovider -o junit_family=xunit1 "
-        f"--junitxml={shlex.quote(folder + '/report.xml')} {selection}"
+        f"mkdir -p -m 700 {folder} && cd {REPO_DIR} && {instance.test_cmd} -p no:cacheprovider "
+        f"--report-log={shlex.quote(folder + '/report.jsonl')} {selection}"
     )
-    result = sandbox.exec(command, timeout=timeout, session=False)
+    # The session (a shell already running in a sandbox nothing else uses) saves a process start per run.
+    result = sandbox.exec(command, timeout=timeout)
     run = TestRun(
         exit_code=result.exit_code,
         timed_out=result.timed_out,
@@ -85,9 +86,12 @@ def run_tests(sandbox: Sandbox, instance: SWEInstance, tests: list[str], timeout
     if result.timed_out:
         return run  # the tests (the agent's code) hung: a failure, not an infrastructure fault
     try:
-        run.statuses, run.messages = parse_junit(sandbox.read_file(f"{folder}/report.xml"))
+        run.statuses, run.messages, reported = parse_report_log(sandbox.read_file(f"{folder}/report.jsonl"))
     except (ReportError, FileNotFoundError) as exc:
         run.error = f"no usable test report ({exc}); pytest exited {result.exit_code}"
+    else:
+        if reported != result.exit_code:
+            run.error = f"the report ends with exit status {reported} but pytest exited {result.exit_code}"
     return run
 
 
@@ -110,15 +114,20 @@ def grade(
     patch: str,
     *,
     timeout: float = 300.0,
+    sandbox: Sandbox | None = None,
     **spec: object,
 ) -> GradeResult:
-    """Grade `patch` (the agent's diff) for `instance` in a new sandbox; reward 1.0 iff resolved."""
+    """Grade `patch` (the agent's diff) for `instance`; reward 1.0 iff resolved.
+
+    `sandbox`, if given, must be a fresh sandbox of `tree` that nothing has touched (the env creates one
+    while the agent works, so grading does not wait for a sandbox); it is closed afterwards.
+    """
     started = time.perf_counter()
     graded, dropped = split_patch(patch, touched_files(instance.test_patch))
     result = GradeResult(
         status="unresolved", reward=0.0, patch=patch, graded_patch=graded, dropped_files=dropped
     )
-    with backend.create(sandbox_spec(tree, **spec)) as sandbox:
+    with sandbox or backend.create(sandbox_spec(tree, **spec)) as sandbox:
         result.timings["sandbox"] = time.perf_counter() - started
         if graded.strip():
             try:

@@ -16,6 +16,9 @@ from orchard_envs.errors import ConfigError
 
 SUITES_DIR = Path(__file__).parent / "data"
 DEFAULT_TEST_CMD = "python -m pytest -p no:cacheprovider -q"
+# The grader reads outcomes from pytest-reportlog's file, so every task venv gets it.
+REPORT_PLUGIN = "pytest-reportlog==1.0.0"
+DEFAULT_REQUIREMENTS = ("pytest==8.3.4", REPORT_PLUGIN)
 
 
 class PyPISource(BaseModel):
@@ -59,7 +62,8 @@ class SWEInstance(BaseModel):
         None, description="where the repository comes from; None: not runnable here"
     )
     requirements: list[str] = Field(
-        default_factory=lambda: ["pytest==8.3.4"], description="pip specs installed into the task's venv"
+        default_factory=lambda: list(DEFAULT_REQUIREMENTS),
+        description="pip specs installed into the task's venv (pytest-reportlog is always added)",
     )
     python_path: list[str] = Field(
         default_factory=lambda: ["."], description="repository folders importable from the venv (e.g. 'src')"

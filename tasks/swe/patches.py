@@ -9,24 +9,69 @@ from pathlib import PurePosixPath
 TEST_DIRS = {"test", "tests", "testing"}
 TEST_FILES = ("test_*.py", "*_test.py", "*_tests.py", "tests.py", "conftest.py")
 # Files that configure test runs or run code at interpreter start; restored to the instance's version.
-CONFIG_FILES = ("pytest.ini", "tox.ini", "setup.cfg", "pyproject.toml", "noxfile.py", ".coveragerc")
-HOOK_FILES = ("sitecustomize.py", "usercustomize.py", "*.pth")
+CONFIG_FILES = (
+    "pytest.ini",
+    ".pytest.ini",
+    "tox.ini",
+    "setup.cfg",
+    "pyproject.toml",
+    "noxfile.py",
+    ".coveragerc",
+)
+# Bytecode is read instead of a test module whose size and mtime it records (pytest's rewrite cache too).
+HOOK_FILES = ("sitecustomize.py", "usercustomize.py", "*.pth", "*.pyc", "*.pyo")
+# Folders read without any import naming them: bytecode caches, and package metadata on the path, whose
+# `pytest11` entry points pytest loads as plugins at start-up.
+HOOK_DIRS = ("__pycache__", "*.dist-info", "*.egg-info")
 
 
 def is_protected(path: str) -> bool:
     """True for paths the grader restores: tests, test configuration, interpreter start-up hooks."""
     pure = PurePosixPath(path)
-    if TEST_DIRS.intersection(pure.parts[:-1]):
+    folders = pure.parts[:-1]
+    if TEST_DIRS.intersection(folders):
+        return True
+    if any(fnmatch.fnmatch(folder, pattern) for folder in folders for pattern in HOOK_DIRS):
         return True
     return any(fnmatch.fnmatch(pure.name, pattern) for pattern in (*TEST_FILES, *CONFIG_FILES, *HOOK_FILES))
 
 
+_C_ESCAPES = {b"a": 7, b"b": 8, b"t": 9, b"n": 10, b"v": 11, b"f": 12, b"r": 13}
+
+
 def _unquote(path: str) -> str:
-    """git quotes unusual paths C-style ("a/caf\\303\\251.py")."""
-    if not (path.startswith('"') and path.endswith('"')):
+    """git quotes unusual paths C-style ("a/caf\\303\\251.py"), and with core.quotePath=false keeps
+    UTF-8 raw inside the quotes ("a/ü\\"x.py"); the escapes stand for bytes, so decode at the byte level."""
+    if not (len(path) >= 2 and path.startswith('"') and path.endswith('"')):
         return path
-    raw = path[1:-1].encode("latin-1", "backslashreplace").decode("unicode_escape")
-    return raw.encode("latin-1").decode("utf-8", "replace")
+
+    def byte(match: re.Match[bytes]) -> bytes:
+        escape = match.group(1)
+        if escape[:1].isdigit():
+            return bytes([int(escape, 8) & 0xFF])
+        return bytes([_C_ESCAPES.get(escape, escape[0])])
+
+    raw = re.sub(rb"\\([0-7]{1,3}|.)", byte, path[1:-1].encode("utf-8", "surrogateescape"), flags=re.DOTALL)
+    return raw.decode("utf-8", "replace")
+
+
+_QUOTED = r'"(?:[^"\\]|\\.)*"'
+
+
+def _header_paths(header: str) -> set[str]:
+    """Both names of a `diff --git` header ("a/P b/P"), where P may hold spaces, even " b/", or be quoted.
+
+    Only sections without ---/+++ lines need it (binary, empty and mode-only changes), and they never rename,
+    so an unquoted header is two equal halves: split in the middle, as git itself does.
+    """
+    if match := re.fullmatch(rf"({_QUOTED}) (.+)|(.+) ({_QUOTED})", header):
+        names = [n for n in match.groups() if n is not None]
+    elif len(header) % 2 and header[len(header) // 2] == " ":
+        names = [header[: len(header) // 2], header[len(header) // 2 + 1 :]]
+    else:
+        names = header.rsplit(" b/", 1) if " b/" in header else [header]
+        names[-1] = "b/" + names[-1] if len(names) == 2 else names[-1]
+    return {_strip_prefix(name) for name in names}
 
 
 def _strip_prefix(path: str) -> str:
@@ -48,9 +93,8 @@ def file_sections(patch: str) -> list[tuple[set[str], str]]:
                 paths.add(_unquote(line.split(" ", 2)[2]))
             elif line.startswith("@@"):
                 break
-        if not paths:  # mode-only or binary change: the header names the file
-            header = chunk.splitlines()[0][len("diff --git ") :]
-            paths.add(_strip_prefix(header.split(" b/")[-1] if " b/" in header else header))
+        if not paths:  # mode-only, empty or binary change: the header names the file
+            paths = _header_paths(chunk.splitlines()[0][len("diff --git ") :])
         sections.append((paths, chunk))
     return sections
 

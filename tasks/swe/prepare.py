@@ -11,6 +11,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,10 +20,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from orchard_envs.tasks.swe.instance import SWEInstance
-from orchard_envs.tasks.swe.source import SourceError, materialize
-
 from orchard_envs.sandbox import SandboxSpec
+from orchard_envs.tasks.swe.instance import REPORT_PLUGIN, SWEInstance
+from orchard_envs.tasks.swe.source import SourceError, materialize
 
 WORKDIR = "/workspace"
 REPO_DIR = f"{WORKDIR}/repo"
@@ -63,8 +63,13 @@ def _locked(path: Path):
         yield
 
 
+def venv_requirements(instance: SWEInstance) -> list[str]:
+    names = {re.split(r"[<>=!~\[; ]", r, maxsplit=1)[0].lower() for r in instance.requirements}
+    return instance.requirements + ([] if "pytest-reportlog" in names else [REPORT_PLUGIN])
+
+
 def _venv_key(instance: SWEInstance) -> str:
-    spec = json.dumps([instance.requirements, instance.python_path], sort_keys=True)
+    spec = json.dumps([venv_requirements(instance), instance.python_path], sort_keys=True)
     return hashlib.sha256(spec.encode()).hexdigest()[:16]
 
 
@@ -77,15 +82,15 @@ def build_venv(instance: SWEInstance, cache: Path) -> Path:
         staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".venv-"))
         try:
             subprocess.run([SANDBOX_PYTHON, "-m", "venv", "--without-pip", str(staging)], check=True)
-            if instance.requirements:
+            if requirements := venv_requirements(instance):
                 pip = [sys.executable, "-m", "pip", "--python", str(staging / "bin" / "python"), "install"]
                 result = subprocess.run(
-                    [*pip, "-q", "--disable-pip-version-check", *instance.requirements],
+                    [*pip, "-q", "--disable-pip-version-check", *requirements],
                     capture_output=True,
                     text=True,
                 )
                 if result.returncode != 0:
-                    raise SourceError(f"pip install {instance.requirements} failed: {result.stderr[-800:]}")
+                    raise SourceError(f"pip install {requirements} failed: {result.stderr[-800:]}")
             _finish_venv(staging, instance)
             os.replace(staging, target)
         finally:
@@ -113,7 +118,8 @@ def _finish_venv(venv: Path, instance: SWEInstance) -> None:
 def prepare(instance: SWEInstance, cache: Path | None = None) -> PreparedTree:
     """Build (once, under a lock) or find the prepared tree of one instance."""
     cache = cache or cache_root()
-    target = cache / "trees" / instance.instance_id
+    identity = json.dumps([instance.base_commit, _venv_key(instance)]).encode()
+    target = cache / "trees" / f"{instance.instance_id}-{hashlib.sha256(identity).hexdigest()[:8]}"
     head_file = target / ".orchard-head"
     with _locked(target):
         if head_file.is_file():

@@ -1,15 +1,17 @@
-"""Test outcomes from pytest's JUnit XML report, and the SWE-bench verdict over them.
+"""Test outcomes from pytest's report log (pytest-reportlog), and the SWE-bench verdict over them.
 
-Outcomes come from a report file, never from parsing the log, which the code under test can print
-anything into. The verdict follows SWE-bench's semantics (`swebench.harness.grading`): a test counts as
-passing only if it PASSED or XFAILed, and a missing or skipped test is a failure.
+Outcomes come from a report file with pytest's own node ids, never from parsing the log, which the code
+under test can print anything into. (JUnit XML was tried first: it files inherited test methods under the
+base class's file, so node ids cannot be rebuilt from it.) The verdict follows SWE-bench's semantics
+(`swebench.harness.grading`): a test passes only if it PASSED or XFAILed; missing or skipped is a failure.
 """
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
+import json
 from collections.abc import Iterable
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -30,55 +32,51 @@ _SEVERITY = [TestStatus.PASSED, TestStatus.XFAIL, TestStatus.SKIPPED, TestStatus
 
 
 class ReportError(ValueError):
-    """The report is missing, empty or not JUnit XML: an infrastructure fault, never a pass."""
+    """The report is missing, empty, cut short or not a report log: an infrastructure fault, never a pass."""
 
 
-def node_id(case: ET.Element) -> str:
-    """Rebuild pytest's node id from an xunit1 `testcase` (file + classes + name)."""
-    file, classname, name = case.get("file"), case.get("classname", ""), case.get("name", "")
-    if not file:
-        raise ReportError("testcase without a 'file' attribute: run pytest with -o junit_family=xunit1")
-    module = file.removesuffix(".py").replace("/", ".")
-    classes = classname[len(module) :].lstrip(".") if classname.startswith(module) else ""
-    return "::".join([file, *filter(None, classes.split(".")), name])
+def report_status(report: dict[str, Any]) -> TestStatus:
+    """One phase (setup, call, teardown) of one test, as SWE-bench names outcomes."""
+    outcome, when = report.get("outcome"), report.get("when")
+    if outcome == "failed":
+        return TestStatus.FAILED if when == "call" else TestStatus.ERROR
+    if outcome == "skipped":
+        return TestStatus.XFAIL if "wasxfail" in report else TestStatus.SKIPPED
+    return TestStatus.PASSED
 
 
-def case_status(case: ET.Element) -> TestStatus:
-    status = TestStatus.PASSED
-    for child in case:
-        if child.tag == "failure":
-            found = TestStatus.FAILED
-        elif child.tag == "error":
-            found = TestStatus.ERROR
-        elif child.tag == "skipped":
-            found = TestStatus.XFAIL if child.get("type") == "pytest.xfail" else TestStatus.SKIPPED
-        else:
-            continue
-        status = max(status, found, key=_SEVERITY.index)
-    return status
+def _crash_message(report: dict[str, Any]) -> str:
+    longrepr = report.get("longrepr")
+    if isinstance(longrepr, dict):
+        crash = longrepr.get("reprcrash") or {}
+        return str(crash.get("message") or "").strip()
+    return str(longrepr or "").strip().splitlines()[-1:][0] if longrepr else ""
 
 
-def parse_junit(xml: bytes | str) -> tuple[dict[str, TestStatus], dict[str, str]]:
-    """Map node id -> status, and node id -> failure message (the one-line summary pytest records)."""
-    if not xml or not str(xml if isinstance(xml, str) else xml.decode(errors="replace")).strip():
+def parse_report_log(text: bytes | str) -> tuple[dict[str, TestStatus], dict[str, str], int]:
+    """(node id -> status, node id -> failure message, pytest's exit status) from a `--report-log` file."""
+    text = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+    if not text.strip():
         raise ReportError("the test report is empty")
-    try:
-        root = ET.fromstring(xml)
-    except ET.ParseError as exc:
-        raise ReportError(f"the test report is not XML: {exc}") from None
-    if root.tag not in ("testsuites", "testsuite"):
-        raise ReportError(f"the test report's root is <{root.tag}>, not a JUnit <testsuites>")
     statuses: dict[str, TestStatus] = {}
     messages: dict[str, str] = {}
-    for case in root.iter("testcase"):
-        nid, status = node_id(case), case_status(case)
-        if nid in statuses:  # a teardown error is recorded as a second entry for the same test
-            status = max(statuses[nid], status, key=_SEVERITY.index)
-        statuses[nid] = status
-        failure = case.find("failure") if case.find("failure") is not None else case.find("error")
-        if failure is not None:
-            messages[nid] = (failure.get("message") or "").strip()
-    return statuses, messages
+    exit_status: int | None = None
+    for number, line in enumerate(text.splitlines(), 1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            raise ReportError(f"line {number} of the test report is not JSON") from None
+        kind = record.get("$report_type") if isinstance(record, dict) else None
+        if kind == "SessionFinish":
+            exit_status = int(record.get("exitstatus", -1))
+        elif kind == "TestReport":
+            nodeid, status = str(record.get("nodeid", "")), report_status(record)
+            statuses[nodeid] = max(statuses.get(nodeid, status), status, key=_SEVERITY.index)
+            if status in (TestStatus.FAILED, TestStatus.ERROR) and nodeid not in messages:
+                messages[nodeid] = _crash_message(record)
+    if exit_status is None:
+        raise ReportError("the test report has no session end: pytest was killed or exited early")
+    return statuses, messages, exit_status
 
 
 class TestsReport(BaseModel):

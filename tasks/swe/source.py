@@ -17,9 +17,9 @@ import tempfile
 from pathlib import Path
 
 import httpx
-from orchard_envs.tasks.swe.instance import GitSource, PyPISource, SWEInstance
 
 from orchard_envs.errors import ConfigError, OrchardError
+from orchard_envs.tasks.swe.instance import GitSource, PyPISource, SWEInstance
 
 COMMIT_ENV = {
     "GIT_AUTHOR_NAME": "orchard",
