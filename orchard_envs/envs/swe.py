@@ -20,7 +20,7 @@ from orchard_envs.envs.spaces import AnyText
 from orchard_envs.envs.tools import ActionError, ToolCall, copy_tools, function_tool, parse_action
 from orchard_envs.errors import ConfigError, OrchardError
 from orchard_envs.sandbox import Backend, Sandbox, get_backend
-from orchard_envs.tasks.swe.grading import GradeResult, extract_patch, grade
+from orchard_envs.tasks.swe.grading import GradeResult, extract_patch, grade, grading_spec
 from orchard_envs.tasks.swe.instance import SWEInstance, load_suite
 from orchard_envs.tasks.swe.prepare import REPO_DIR, PreparedTree, prepare, sandbox_spec
 from orchard_envs.tasks.swe.swebench_io import attach_local_repos, describe_missing
@@ -121,6 +121,7 @@ class SWEEnv(gym.Env[str, str]):
         # agent works, and finished sandboxes are closed in the background.
         self._background = ThreadPoolExecutor(max_workers=2, thread_name_prefix="swe-env")
         self._grading_sandbox: Future[Sandbox] | None = None
+        self._session_ready: Future | None = None
         self._editor: Editor | None = None
         self._task: SWEInstance | None = None
         self._tree: PreparedTree | None = None
@@ -161,12 +162,9 @@ class SWEEnv(gym.Env[str, str]):
         tree = prepare(task)
         prepared = time.perf_counter()
         sandbox = self.backend.create(sandbox_spec(tree, **self.sandbox_options))
-        try:
-            sandbox.exec(f"cd {REPO_DIR}")
-        except BaseException:
-            sandbox.close()
-            raise
         self._sandbox, self._editor, self._task, self._tree = sandbox, Editor(sandbox, REPO_DIR), task, tree
+        # The shell session starts while the agent reads the instruction; the first step waits for it.
+        self._session_ready = self._background.submit(sandbox.exec, f"cd {REPO_DIR}")
         self._grading_sandbox = self._background.submit(self._make_grading_sandbox, tree)
         self._steps, self._done = 0, False
         self._last_observation = INSTRUCTION.format(
@@ -184,6 +182,9 @@ class SWEEnv(gym.Env[str, str]):
         if self._sandbox is None or self._done:
             raise ConfigError("the episode is over or not started: call reset() before step()")
         self._steps += 1
+        if self._session_ready is not None:
+            self._session_ready.result()  # an infrastructure fault here raises, as it would have in reset
+            self._session_ready = None
         info: dict[str, Any] = {"step": self._steps}
         try:
             call = parse_action(action, TOOLS)
@@ -239,7 +240,7 @@ class SWEEnv(gym.Env[str, str]):
         return self._last_observation if self.render_mode == "ansi" else None
 
     def _make_grading_sandbox(self, tree: PreparedTree) -> Sandbox:
-        sandbox = self.backend.create(sandbox_spec(tree, **self.sandbox_options))
+        sandbox = self.backend.create(grading_spec(tree, **self.sandbox_options))
         sandbox.warm()  # its shell session starts now, not when the tests run
         return sandbox
 
@@ -261,7 +262,7 @@ class SWEEnv(gym.Env[str, str]):
         if self._grading_sandbox is not None:
             doomed.append(self._background.submit(_close_when_made, self._grading_sandbox))
         self._sandbox = self._editor = None
-        self._grading_sandbox = None
+        self._grading_sandbox = self._session_ready = None
         for future in doomed if wait else ():
             future.result()
 

@@ -21,11 +21,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from orchard_envs.errors import ConfigError
 from orchard_envs.sandbox import Backend, Sandbox
-from orchard_envs.tasks.swe.grading import grade, run_tests
+from orchard_envs.tasks.swe.grading import grade, grading_spec, run_tests
 from orchard_envs.tasks.swe.instance import DEFAULT_REQUIREMENTS, DEFAULT_TEST_CMD, PyPISource, SWEInstance
 from orchard_envs.tasks.swe.mutate import Mutation, find_mutations, sample_mutations
 from orchard_envs.tasks.swe.patches import is_protected
-from orchard_envs.tasks.swe.prepare import REPO_DIR, PreparedTree, prepare, sandbox_spec
+from orchard_envs.tasks.swe.prepare import REPO_DIR, PreparedTree, prepare
 from orchard_envs.tasks.swe.report import PASSING, TestStatus
 from orchard_envs.tasks.swe.source import find_sdist, materialize
 from orchard_envs.tasks.swe.statement import template_statement
@@ -191,7 +191,7 @@ def build_library(
     tree = prepare(template, cache)
     rng = random.Random(f"{config.seed}:{slug}")
     made, seen_failures, seen_functions = 0, set(), set()
-    with backend.create(sandbox_spec(tree, ttl=BUILD_TTL)) as sandbox:
+    with backend.create(grading_spec(tree, ttl=BUILD_TTL)) as sandbox:
         stable, seconds = stable_tests(
             sandbox, template, lib.test_paths, config.stability_runs, config.test_timeout
         )

@@ -2,30 +2,44 @@
 
 The agent's sandbox is only read for its diff. A fresh sandbox from the prepared tree gets that diff minus
 every test, test-config and start-up-hook file (so those stay the instance's own), then the instance's
-test patch; pytest writes a report log (pytest-reportlog) into a folder created for this run, and the
-report must agree with pytest's exit code. A missing or unreadable report is an infrastructure error,
-never a pass.
+test patch; pytest streams a report log (pytest-reportlog) out of the sandbox as it runs, and the report
+must agree with pytest's exit code. A missing or unreadable report is an infrastructure error, never a pass.
+Code the tests import runs inside pytest's process and can still forge outcomes there (see
+tests/test_swe_grading.py for what is and is not caught).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import secrets
-import shlex
 import time
+import zlib
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from orchard_envs.errors import PatchError
-from orchard_envs.sandbox import Backend, Sandbox
+from orchard_envs.sandbox import Backend, Sandbox, SandboxSpec
 from orchard_envs.tasks.swe.instance import SWEInstance
-from orchard_envs.tasks.swe.patches import split_patch, touched_files
+from orchard_envs.tasks.swe.patches import is_protected, split_patch, touched_files
 from orchard_envs.tasks.swe.prepare import REPO_DIR, PreparedTree, sandbox_spec
 from orchard_envs.tasks.swe.report import ReportError, TestsReport, TestStatus, parse_report_log, verdict
 
 # pytest: 0 all passed, 1 some failed, 2 interrupted (e.g. collection errors), 5 nothing collected.
 AGENT_EXIT_CODES = {0, 1, 2, 5}
 GIT = "git -c core.fsmonitor=false -c core.hooksPath=/dev/null -c diff.external="
+# `python -m pytest` would put the repository root first on sys.path, where a `pytest.py` (or a module named
+# like one of the standard library's) of the agent's would run instead; the venv's .pth still adds the root.
+TEST_ENV = {"PYTHONSAFEPATH": "1"}
+LOG_TAIL = 4000
+REPORT_LIMIT = 256 * 1024 * 1024  # a decompressed report log larger than this is an error, not a host OOM
+REPORT_OUTPUT = 64 * 1024 * 1024  # the report leaves on stdout: room for suites of tens of thousands of tests
+
+
+def grading_spec(tree: PreparedTree, **spec: object) -> SandboxSpec:
+    """The spec of a sandbox that runs tests for a verdict (grading, and the builder's screening)."""
+    return sandbox_spec(tree, **{"max_output": REPORT_OUTPUT, **spec})
 
 
 class TestRun(BaseModel):
@@ -64,30 +78,64 @@ def extract_patch(sandbox: Sandbox, head: str) -> str:
     return result.stdout
 
 
+def unpack_report(encoded: str, limit: int = REPORT_LIMIT) -> bytes:
+    """The report log from run_tests' stdout (base64 of gzip members), at most `limit` bytes of it."""
+    try:
+        data = base64.b64decode(encoded.strip(), validate=True)
+    except binascii.Error as exc:
+        raise ReportError(f"the report stream is not base64 ({exc})") from None
+    out = bytearray()
+    while data:  # one gzip member per writer: anything the tests appended is a member of its own
+        inflater = zlib.decompressobj(wbits=31)
+        try:
+            out += inflater.decompress(data, limit + 1 - len(out))
+        except zlib.error as exc:
+            raise ReportError(f"the report stream is not gzip ({exc})") from None
+        if len(out) > limit or inflater.unconsumed_tail:
+            raise ReportError(f"the report is larger than {limit} bytes")
+        if not inflater.eof:
+            raise ReportError("the report stream is cut short")
+        data = inflater.unused_data
+    return bytes(out)
+
+
 def run_tests(sandbox: Sandbox, instance: SWEInstance, tests: list[str], timeout: float) -> TestRun:
-    """Run the instance's test command on `tests` (node ids or paths; none: pytest's discovery)."""
+    """Run the instance's test command on the files of `tests` (node ids or paths; none: discovery).
+
+    Whole files, as SWE-bench runs them, not node ids: an id that a patch makes disappear (a changed
+    parametrization, say) must count as a missing test, not stop pytest with a usage error.
+    """
     folder = f"/tmp/orchard-report-{secrets.token_hex(8)}"
     selection = ""
     if tests:
-        sandbox.write_file(f"{folder}/tests.txt", "\n".join(tests) + "\n")
+        files = sorted({test.split("::", 1)[0] for test in tests})
+        sandbox.write_file(f"{folder}/tests.txt", "\n".join(files) + "\n")
         selection = f"@{folder}/tests.txt"
+    # The report leaves the sandbox on stdout as pytest writes it (gzip, base64), never as a file: the tests
+    # (the agent's code) can add to that stream but not take pytest's lines back, nor rewrite a file after
+    # pytest's last write (an atexit handler runs then), and parse_report_log keeps each test's worst line.
+    # pytest's own output goes to a log, of which stderr gets the end.
+    log = f"{folder}/log"
     command = (
-        f"mkdir -p -m 700 {folder} && cd {REPO_DIR} && {instance.test_cmd} -p no:cacheprovider "
-        f"--report-log={shlex.quote(folder + '/report.jsonl')} {selection}"
+        f"mkdir -p -m 700 {folder} && cd {REPO_DIR} && {{ {instance.test_cmd} -p no:cacheprovider "
+        f"--report-log=/dev/fd/3 {selection} 3>&1 >{log} 2>&1 | gzip | base64 -w0; "
+        f"rc=${{PIPESTATUS[0]}}; tail -c {LOG_TAIL} {log} >&2; (exit $rc); }}"
     )
     # The session (a shell already running in a sandbox nothing else uses) saves a process start per run.
-    result = sandbox.exec(command, timeout=timeout)
+    result = sandbox.exec(command, timeout=timeout, env=TEST_ENV)
     run = TestRun(
         exit_code=result.exit_code,
         timed_out=result.timed_out,
         duration=result.duration,
-        log_tail=result.output[-4000:],
+        log_tail=result.stderr[-LOG_TAIL:],
     )
     if result.timed_out:
         return run  # the tests (the agent's code) hung: a failure, not an infrastructure fault
     try:
-        run.statuses, run.messages, reported = parse_report_log(sandbox.read_file(f"{folder}/report.jsonl"))
-    except (ReportError, FileNotFoundError) as exc:
+        if result.truncated:
+            raise ReportError("the report is larger than the sandbox output cap (max_output)")
+        run.statuses, run.messages, reported = parse_report_log(unpack_report(result.stdout))
+    except ReportError as exc:
         run.error = f"no usable test report ({exc}); pytest exited {result.exit_code}"
     else:
         if reported != result.exit_code:
@@ -95,15 +143,29 @@ def run_tests(sandbox: Sandbox, instance: SWEInstance, tests: list[str], timeout
     return run
 
 
-def _consistency_error(run: TestRun, resolved: bool) -> str | None:
-    """Cross-check the report against pytest's exit code, so a forged report alone cannot pass."""
+def protected_changes(sandbox: Sandbox, patch: str, also_protected: set[str]) -> list[str]:
+    """The protected paths `patch` touches as git apply itself reads it (old and new names: also -R).
+
+    The agent controls the diff's text (a `git` of its own on PATH, or its .git), and git apply reads more
+    than `split_patch` parses: a plain ---/+++ diff after a section's hunks creates any file, say.
+    """
+    staged = f"/tmp/.orchard-{secrets.token_hex(8)}.patch"
+    sandbox.write_file(staged, patch)
+    listing = f"{GIT} apply --numstat -z {staged} && {GIT} apply -R --numstat -z {staged}"
+    result = sandbox.exec(f"cd {REPO_DIR} && {listing}; s=$?; rm -f {staged}; exit $s", timeout=120)
+    if result.exit_code != 0:
+        raise PatchError(f"git apply cannot read the patch: {result.output.strip()[-500:]}")
+    paths = {field.split("\t", 2)[-1] for field in result.stdout.split("\0")} - {""}
+    return sorted(p for p in paths if is_protected(p) or p in also_protected)
+
+
+def _consistency_error(run: TestRun) -> str | None:
+    """Cross-check the report against pytest's exit code: failures exactly when pytest says so."""
     if run.exit_code not in AGENT_EXIT_CODES:
         return f"pytest exited {run.exit_code} (internal or usage error): {run.log_tail[-300:]}"
     failed = any(s in (TestStatus.FAILED, TestStatus.ERROR) for s in run.statuses.values())
-    if resolved and run.exit_code != 0:
-        return f"the report says every test passed but pytest exited {run.exit_code}"
-    if failed and run.exit_code == 0:
-        return "the report lists failures but pytest exited 0"
+    if failed == (run.exit_code in (0, 5)):
+        return f"the report {'lists' if failed else 'has no'} failures but pytest exited {run.exit_code}"
     return None
 
 
@@ -123,14 +185,21 @@ def grade(
     while the agent works, so grading does not wait for a sandbox); it is closed afterwards.
     """
     started = time.perf_counter()
-    graded, dropped = split_patch(patch, touched_files(instance.test_patch))
+    test_files = touched_files(instance.test_patch)
+    graded, dropped = split_patch(patch, test_files)
     result = GradeResult(
         status="unresolved", reward=0.0, patch=patch, graded_patch=graded, dropped_files=dropped
     )
-    with sandbox or backend.create(sandbox_spec(tree, **spec)) as sandbox:
+    with sandbox or backend.create(grading_spec(tree, **spec)) as sandbox:
         result.timings["sandbox"] = time.perf_counter() - started
         if graded.strip():
             try:
+                if smuggled := protected_changes(sandbox, graded, test_files):
+                    result.dropped_files = sorted({*dropped, *smuggled})
+                    result.reason = (
+                        f"the patch changes protected files past the splitter: {', '.join(smuggled)}"
+                    )
+                    return result
                 sandbox.apply_patch(graded, cwd=REPO_DIR)
             except PatchError as exc:
                 result.reason = f"the agent's patch does not apply to the base commit: {exc}"
@@ -149,10 +218,19 @@ def grade(
     if run.error:
         return result.model_copy(update={"status": "error", "reason": run.error})
     result.tests = verdict(run.statuses, instance.FAIL_TO_PASS, instance.PASS_TO_PASS)
+    # SWE-bench counts XFAIL as a pass, but a `pytest.xfail()` in the library would then pass any test it
+    # reaches: a FAIL_TO_PASS test must really pass (PASS_TO_PASS keeps SWE-bench's rule).
+    if xfailed := [t for t in result.tests.fail_to_pass_success if run.statuses.get(t) != TestStatus.PASSED]:
+        result.tests = result.tests.model_copy(
+            update={
+                "fail_to_pass_success": [t for t in result.tests.fail_to_pass_success if t not in xfailed],
+                "fail_to_pass_failure": [*result.tests.fail_to_pass_failure, *xfailed],
+            }
+        )
     if run.timed_out:
         result.reason = f"the tests did not finish within {timeout:g} s"
         return result
-    problem = _consistency_error(run, result.tests.resolved)
+    problem = _consistency_error(run)
     if problem:
         return result.model_copy(update={"status": "error", "reason": problem})
     if result.tests.resolved:

@@ -33,6 +33,7 @@ SANDBOX_ENV = {
     "PATH": f"{VENV_DIR}/bin:/usr/local/bin:/usr/bin:/bin",
     "VIRTUAL_ENV": VENV_DIR,
     "PYTHONDONTWRITEBYTECODE": "1",
+    "PYTHONSAFEPATH": "1",  # as in grading: the repository is importable through the venv's .pth only
     "PIP_NO_INDEX": "1",
     "GIT_PAGER": "cat",
     "PAGER": "cat",

@@ -48,9 +48,10 @@ def report_status(report: dict[str, Any]) -> TestStatus:
 def _crash_message(report: dict[str, Any]) -> str:
     longrepr = report.get("longrepr")
     if isinstance(longrepr, dict):
-        crash = longrepr.get("reprcrash") or {}
-        return str(crash.get("message") or "").strip()
-    return str(longrepr or "").strip().splitlines()[-1:][0] if longrepr else ""
+        crash = longrepr.get("reprcrash")
+        return str(crash.get("message") or "").strip() if isinstance(crash, dict) else ""
+    lines = str(longrepr or "").strip().splitlines()
+    return lines[-1] if lines else ""
 
 
 def parse_report_log(text: bytes | str) -> tuple[dict[str, TestStatus], dict[str, str], int]:
@@ -64,11 +65,18 @@ def parse_report_log(text: bytes | str) -> tuple[dict[str, TestStatus], dict[str
     for number, line in enumerate(text.splitlines(), 1):
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # the code under test may have written anything here
             raise ReportError(f"line {number} of the test report is not JSON") from None
         kind = record.get("$report_type") if isinstance(record, dict) else None
         if kind == "SessionFinish":
-            exit_status = int(record.get("exitstatus", -1))
+            exit_status = record.get("exitstatus")
+            if type(exit_status) is not int:
+                raise ReportError(f"line {number} of the test report has no integer exit status")
+        elif kind == "CollectReport" and record.get("outcome") == "failed":
+            # A module that fails to import: its tests go missing, and the error itself is a failure.
+            nodeid = str(record.get("nodeid", ""))
+            statuses[nodeid] = TestStatus.ERROR
+            messages.setdefault(nodeid, _crash_message(record))
         elif kind == "TestReport":
             nodeid, status = str(record.get("nodeid", "")), report_status(record)
             statuses[nodeid] = max(statuses.get(nodeid, status), status, key=_SEVERITY.index)
