@@ -9,15 +9,11 @@ from typing import NoReturn
 
 import typer
 
+from orchard_envs.cli_support import fail as cli_fail
+from orchard_envs.cli_support import typer_app
 from orchard_envs.errors import OrchardError
 
-app = typer.Typer(
-    name="orchard-tasks",
-    help="Build, list and check Orchard task suites.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+app = typer_app("orchard-tasks", "Build, list and check Orchard task suites.")
 swe = typer.Typer(
     help="SWE suites: instances of real repositories graded by their tests.", no_args_is_help=True
 )
@@ -25,9 +21,7 @@ app.add_typer(swe, name="swe")
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    """One line on stderr and a non-zero exit: no traceback for mistakes a user can fix."""
-    typer.echo(f"orchard-tasks: error: {message}", err=True)
-    raise typer.Exit(code)
+    cli_fail("orchard-tasks", message, code)
 
 
 def log(message: str) -> None:

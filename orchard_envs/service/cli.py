@@ -8,15 +8,11 @@ from typing import NoReturn
 
 import typer
 
+from orchard_envs.cli_support import fail as cli_fail
+from orchard_envs.cli_support import typer_app
 from orchard_envs.errors import OrchardError
 
-app = typer.Typer(
-    name="orchard-env",
-    help="Orchard env service: Orchard Env's REST API over local sandboxes.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+app = typer_app("orchard-env", "Orchard env service: Orchard Env's REST API over local sandboxes.")
 
 
 @app.callback()
@@ -25,9 +21,7 @@ def _root() -> None:
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    """One line on stderr and a non-zero exit: no traceback for mistakes a user can fix."""
-    typer.echo(f"orchard-env: error: {message}", err=True)
-    raise typer.Exit(code)
+    cli_fail("orchard-env", message, code)
 
 
 def is_loopback(host: str) -> bool:

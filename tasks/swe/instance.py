@@ -68,6 +68,9 @@ class SWEInstance(BaseModel):
     python_path: list[str] = Field(
         default_factory=lambda: ["."], description="repository folders importable from the venv (e.g. 'src')"
     )
+    install_cmd: str = Field(
+        "", description="run once from the repository root, network on, when the tree is prepared"
+    )
     test_cmd: str = Field(DEFAULT_TEST_CMD, description="runs the tests from the repository root")
     origin: Path | None = Field(None, exclude=True, description="folder of the file this instance came from")
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import io
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ REPO_DIR = f"{WORKDIR}/repo"
 VENV_DIR = f"{WORKDIR}/.venv"
 # The Python every backend's default image runs (Debian bookworm's); the venv links to it by path.
 SANDBOX_PYTHON = "/usr/bin/python3"
+INSTALL_TIMEOUT = 1800.0
 SANDBOX_ENV = {
     "PATH": f"{VENV_DIR}/bin:/usr/local/bin:/usr/bin:/bin",
     "VIRTUAL_ENV": VENV_DIR,
@@ -70,7 +73,8 @@ def venv_requirements(instance: SWEInstance) -> list[str]:
 
 
 def _venv_key(instance: SWEInstance) -> str:
-    spec = json.dumps([venv_requirements(instance), instance.python_path], sort_keys=True)
+    with_pip = bool(instance.install_cmd)  # installs need pip in the venv; tests alone do not
+    spec = json.dumps([venv_requirements(instance), instance.python_path, with_pip], sort_keys=True)
     return hashlib.sha256(spec.encode()).hexdigest()[:16]
 
 
@@ -82,7 +86,8 @@ def build_venv(instance: SWEInstance, cache: Path) -> Path:
             return target
         staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".venv-"))
         try:
-            subprocess.run([SANDBOX_PYTHON, "-m", "venv", "--without-pip", str(staging)], check=True)
+            pip_flag = [] if instance.install_cmd else ["--without-pip"]
+            subprocess.run([SANDBOX_PYTHON, "-m", "venv", *pip_flag, str(staging)], check=True)
             if requirements := venv_requirements(instance):
                 pip = [sys.executable, "-m", "pip", "--python", str(staging / "bin" / "python"), "install"]
                 result = subprocess.run(
@@ -119,7 +124,7 @@ def _finish_venv(venv: Path, instance: SWEInstance) -> None:
 def prepare(instance: SWEInstance, cache: Path | None = None) -> PreparedTree:
     """Build (once, under a lock) or find the prepared tree of one instance."""
     cache = cache or cache_root()
-    identity = json.dumps([instance.base_commit, _venv_key(instance)]).encode()
+    identity = json.dumps([instance.base_commit, _venv_key(instance), instance.install_cmd]).encode()
     target = cache / "trees" / f"{instance.instance_id}-{hashlib.sha256(identity).hexdigest()[:8]}"
     head_file = target / ".orchard-head"
     with _locked(target):
@@ -130,11 +135,42 @@ def prepare(instance: SWEInstance, cache: Path | None = None) -> PreparedTree:
         try:
             head = materialize(instance, staging / "repo", cache)
             subprocess.run(["cp", "-al", str(venv), str(staging / ".venv")], check=True)
+            if instance.install_cmd:
+                staging = run_install(instance, PreparedTree(staging, head))
             (staging / ".orchard-head").write_text(head + "\n")
             os.replace(staging, target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return PreparedTree(target, head)
+
+
+def run_install(instance: SWEInstance, tree: PreparedTree) -> Path:
+    """Run `install_cmd` in a local sandbox seeded with the tree and return the folder holding the result.
+
+    It runs sandboxed (the command comes from an instance file) but with network, as installs need an
+    index; whatever it writes under the workdir, the venv included, becomes part of the prepared tree.
+    """
+    from orchard_envs.sandbox import get_backend
+
+    backend = get_backend("local")
+    result_dir = Path(tempfile.mkdtemp(dir=tree.path.parent, prefix=f".{instance.instance_id}-installed-"))
+    try:
+        with backend.create(sandbox_spec(tree, network=True, ttl=INSTALL_TIMEOUT + 60)) as sandbox:
+            command = f"cd {REPO_DIR} && {instance.install_cmd}"
+            run = sandbox.exec(command, timeout=INSTALL_TIMEOUT, env={"PIP_NO_INDEX": "0"})
+            if run.exit_code != 0:
+                detail = run.output.strip()[-800:]
+                raise SourceError(f"install_cmd of {instance.instance_id} exited {run.exit_code}: {detail}")
+            # The "tar" filter, not "data": a venv links to /usr/bin/python3 by absolute path.
+            with tarfile.open(fileobj=io.BytesIO(sandbox.download_tar(WORKDIR))) as tar:
+                tar.extractall(result_dir, filter="tar")
+    except BaseException:
+        shutil.rmtree(result_dir, ignore_errors=True)
+        raise
+    finally:
+        backend.close()
+    shutil.rmtree(tree.path, ignore_errors=True)
+    return result_dir
 
 
 def sandbox_spec(tree: PreparedTree, **overrides: object) -> SandboxSpec:
