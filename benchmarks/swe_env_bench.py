@@ -163,10 +163,14 @@ def main() -> None:
     write_doc_section(
         "swe",
         "## SWE env (`orchard/SWE-v0`)\n\nProduced by `benchmarks/swe_env_bench.py` on "
-        f"{results['instances']} `{args.suite}` instances ({results['machine']['cpus']} cores). The oracle "
-        "replays each gold patch through `str_replace_editor` and submits; grading is a fresh sandbox, the "
-        "filtered patch, and the FAIL_TO_PASS + PASS_TO_PASS tests with a report log, against a bare pytest "
-        "run of the same tests in an open sandbox. Raw numbers: `benchmarks/results/swe.json`.\n\n" + text,
+        f"{results['instances']} `{args.suite}` instances ({results['machine']['cpus']} cores). Episode: the "
+        "oracle replays the gold patch through `str_replace_editor` and submits (reset, edits, grading). "
+        "Reset: from a prepared tree (the sandbox's shell starts in the background). Grading (the first "
+        f"{args.grading_n} instances): the submit step (diff, filter, git's reading of it, apply, the tests "
+        "with the report stream, verdict) once the grading sandbox made during the episode is up, against "
+        "a bare pytest run of the FAIL_TO_PASS + PASS_TO_PASS node ids in an open, patched sandbox "
+        "(grading runs their whole files, so at least those tests). "
+        "Raw numbers: `benchmarks/results/swe.json`.\n\n" + text,
     )
 
 
