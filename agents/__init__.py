@@ -1,1 +1,19 @@
-"""Agents (policies): messages + tools -> an assistant turn. Filled in by the harness/agent issue."""
+"""Agents (policies): messages + tools -> an assistant turn, with exact token ids where the model has them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchard_envs.registry import construct
+
+AGENTS: dict[str, str] = {
+    "noop": "orchard_envs.agents.scripted:NoopAgent",
+    "oracle": "orchard_envs.agents.scripted:OracleAgent",
+    "random": "orchard_envs.agents.scripted:RandomAgent",
+    "replay": "orchard_envs.agents.scripted:replay_from",
+}
+
+
+def get_agent(name: str, **options: Any):
+    """An agent by registry name ('oracle', 'noop', ...); options go to its constructor."""
+    return construct("agent", AGENTS, name, **options)

@@ -60,3 +60,20 @@ def noop_actions() -> list[dict]:
 
 def _editor(command: str, path: str, **arguments: str) -> dict:
     return {"name": "str_replace_editor", "arguments": {"command": command, "path": path, **arguments}}
+
+
+def bash_patch_actions(patch: str) -> list[dict]:
+    """The gold patch through `bash` alone (for harnesses that offer no editor), then `submit`."""
+    delimiter = "ORCHARD_GOLD_PATCH"
+    while delimiter in patch:
+        delimiter += "_"
+    body = patch if patch.endswith("\n") else patch + "\n"
+    command = f"git apply --whitespace=nowarn <<'{delimiter}'\n{body}{delimiter}"
+    return [{"name": "bash", "arguments": {"command": command}}, {"name": "submit", "arguments": {}}]
+
+
+def plan(task, tool_names: list[str]) -> list[dict]:
+    """The oracle's actions for an SWE task with whichever tools the harness offers."""
+    if "str_replace_editor" in tool_names:
+        return gold_patch_actions(task.patch)
+    return bash_patch_actions(task.patch)

@@ -1,1 +1,18 @@
-"""Harnesses: the scaffold between a model and an env. Filled in by the harness/agent issue."""
+"""Harnesses: the scaffold between a model and an env (prompt, tool exposure, parsing, observations)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchard_envs.registry import construct
+
+HARNESSES: dict[str, str] = {
+    "tool-calling": "orchard_envs.harnesses.tool_calling:ToolCallingHarness",
+    "react": "orchard_envs.harnesses.text:ReactHarness",
+    "bash-only": "orchard_envs.harnesses.text:BashOnlyHarness",
+}
+
+
+def get_harness(name: str, **options: Any):
+    """A harness by registry name ('tool-calling', ...); options go to its constructor."""
+    return construct("harness", HARNESSES, name, **options)

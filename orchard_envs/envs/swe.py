@@ -98,6 +98,7 @@ class SWEEnv(gym.Env[str, str]):
             raise ConfigError(f"render_mode {render_mode!r} is not supported; use 'ansi' or None")
         if max_steps < 1:
             raise ConfigError("max_steps must be at least 1")
+        self.suite = str(suite)
         self.instances = load_suite(suite, split)
         if repos_dir is not None:
             self.instances = attach_local_repos(self.instances, Path(repos_dir))
@@ -173,7 +174,7 @@ class SWEEnv(gym.Env[str, str]):
         info = {
             "instruction": self._last_observation,
             "tools": copy_tools(TOOLS),
-            "task": task.public_metadata(),
+            "task": {**task.public_metadata(), "task_id": task.instance_id, "suite": self.suite},
             "timings": {"prepare": prepared - started, "reset": time.perf_counter() - started},
         }
         return self._last_observation, info

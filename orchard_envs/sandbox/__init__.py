@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
-from orchard_envs.errors import unknown_name
+from orchard_envs.registry import construct
 from orchard_envs.sandbox.base import Backend, Sandbox, Snapshot
 from orchard_envs.sandbox.pool import SandboxPool
 from orchard_envs.sandbox.spec import ExecResult, FileInfo, SandboxSpec
@@ -25,7 +24,4 @@ BACKENDS: dict[str, str] = {
 
 def get_backend(name: str, **options: Any) -> Backend:
     """Construct a backend by name ('local', 'docker', 'remote')."""
-    if name not in BACKENDS:
-        raise unknown_name("sandbox backend", name, BACKENDS)
-    module, _, attr = BACKENDS[name].partition(":")
-    return getattr(importlib.import_module(module), attr)(**options)
+    return construct("sandbox backend", BACKENDS, name, **options)

@@ -1,0 +1,81 @@
+"""The agent contract: messages + tools in, one assistant turn out (with exact tokens where known).
+
+An agent knows nothing about envs. Scripted agents (oracle, replay) that act from a plan get the plan's
+actions rendered into turns by the harness (`EpisodeContext.encode`), so they work under every harness.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass
+class AssistantTurn:
+    """One model reply, and the token-in-token-out record trainers need (never re-tokenized text)."""
+
+    content: str | None = None
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # OpenAI format, arguments as JSON text
+    prompt_token_ids: list[int] | None = None
+    token_ids: list[int] | None = None
+    logprobs: list[float] | None = None
+    finish_reason: str | None = None
+    usage: dict[str, int] = field(default_factory=dict)
+
+    def message(self) -> dict[str, Any]:
+        """The OpenAI chat message this turn adds to the conversation."""
+        message: dict[str, Any] = {"role": "assistant", "content": self.content}
+        if self.tool_calls:
+            message["tool_calls"] = self.tool_calls
+        return message
+
+
+@dataclass
+class EpisodeContext:
+    """What the runner tells an agent at the start of an episode.
+
+    `task` is the env's hidden task (gold patch included): only scripted solvers may look at it.
+    `encode` renders an env action ({"name", "arguments"}) as a turn in the harness's format.
+    """
+
+    env_id: str
+    task: Any
+    tool_names: list[str]
+    encode: Callable[[dict[str, Any]], AssistantTurn]
+
+
+class Agent(ABC):
+    """A policy. `name` is its registry name; `model` and `sampling` go into every episode's metadata."""
+
+    name: ClassVar[str]
+    model: str = ""
+    sampling: dict[str, Any] = {}
+
+    def start(self, context: EpisodeContext) -> None:
+        """Called before the first turn of each episode; models ignore it, scripted agents plan here."""
+
+    @abstractmethod
+    def act(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> AssistantTurn: ...
+
+
+class ScriptedAgent(Agent):
+    """Plays a list of env actions planned at `start`, each rendered by the harness; then submits."""
+
+    def __init__(self) -> None:
+        self._turns: list[AssistantTurn] = []
+        self._encode: Callable[[dict[str, Any]], AssistantTurn] | None = None
+
+    def start(self, context: EpisodeContext) -> None:
+        self._encode = context.encode
+        self._turns = [context.encode(action) for action in self.plan(context)]
+
+    def plan(self, context: EpisodeContext) -> list[dict[str, Any]]:
+        return [{"name": "submit", "arguments": {}}]
+
+    def act(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> AssistantTurn:
+        if self._turns:
+            return self._turns.pop(0)
+        assert self._encode is not None, "start() was not called"
+        return self._encode({"name": "submit", "arguments": {}})  # the plan ran out: end the episode

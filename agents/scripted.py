@@ -1,0 +1,82 @@
+"""Agents that need no model: `noop`, `oracle` (a per-env solver), `replay` (a recorded episode), `random`."""
+
+from __future__ import annotations
+
+import importlib
+import random
+from typing import Any
+
+from orchard_envs.agents.base import Agent, AssistantTurn, EpisodeContext, ScriptedAgent
+from orchard_envs.errors import ConfigError
+
+# Per env id, the function that plans a solution from the hidden task: plan(task, tool_names) -> actions.
+ORACLE_PLANS: dict[str, str] = {"orchard/SWE-v0": "orchard_envs.agents.swe_oracle:plan"}
+
+
+class NoopAgent(ScriptedAgent):
+    """Submits at once: every task must score 0 with it."""
+
+    name = "noop"
+
+
+class OracleAgent(ScriptedAgent):
+    """Solves with the task's own solution: every task must score 1 with it."""
+
+    name = "oracle"
+
+    def plan(self, context: EpisodeContext) -> list[dict[str, Any]]:
+        if context.env_id not in ORACLE_PLANS:
+            raise ConfigError(
+                f"no oracle for env {context.env_id!r}; envs with one: {', '.join(ORACLE_PLANS)}"
+            )
+        module, _, attr = ORACLE_PLANS[context.env_id].partition(":")
+        return getattr(importlib.import_module(module), attr)(context.task, context.tool_names)
+
+
+class ReplayAgent(Agent):
+    """Replays the assistant turns of a recorded episode verbatim (debugging, regression tests)."""
+
+    name = "replay"
+
+    def __init__(self, messages: list[dict[str, Any]]) -> None:
+        self._recorded = [m for m in messages if m.get("role") == "assistant"]
+        self._next = 0
+
+    def start(self, context: EpisodeContext) -> None:
+        self._next = 0
+
+    def act(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> AssistantTurn:
+        if self._next >= len(self._recorded):
+            raise ConfigError("the recorded episode has no more assistant turns to replay")
+        message = self._recorded[self._next]
+        self._next += 1
+        return AssistantTurn(content=message.get("content"), tool_calls=list(message.get("tool_calls") or []))
+
+
+class RandomAgent(ScriptedAgent):
+    """Random tool calls with random (often wrong) arguments: a fuzzer for envs and harnesses."""
+
+    name = "random"
+
+    def __init__(self, seed: int = 0, steps: int = 5) -> None:
+        super().__init__()
+        self.rng, self.steps = random.Random(seed), steps
+
+    def plan(self, context: EpisodeContext) -> list[dict[str, Any]]:
+        names = [n for n in context.tool_names if n != "submit"] or ["submit"]
+        words = ["ls", "pwd", "cat README*", "x", "", "view", "/", "1"]
+        actions = [
+            {"name": self.rng.choice(names), "arguments": {"command": self.rng.choice(words)}}
+            for _ in range(self.steps)
+        ]
+        return [*actions, {"name": "submit", "arguments": {}}]
+
+
+def replay_from(path: str, episode_id: str | None = None) -> ReplayAgent:
+    """A replay agent for one episode of an episode file (the first, or the one with this id)."""
+    from orchard_envs.episodes import read_episodes
+
+    for episode in read_episodes(path):
+        if episode_id is None or episode.metadata.episode_id == episode_id:
+            return ReplayAgent(episode.messages)
+    raise ConfigError(f"{path} has no episode {episode_id!r}")

@@ -1,0 +1,113 @@
+"""Text harnesses for models without native tool calling: `react` (a thought, then one JSON tool call in
+<tool_call> tags) and `bash-only` (mini-swe-agent style: one shell command per turn, a sentinel submits)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from orchard_envs.agents.base import AssistantTurn
+from orchard_envs.errors import ConfigError
+from orchard_envs.harnesses.base import Action, Call, FormatError, Harness, clip
+
+REACT_SYSTEM = """\
+You are an autonomous agent. Think step by step, then act. End every reply with exactly one tool call:
+
+<tool_call>{{"name": "<tool>", "arguments": {{...}}}}</tool_call>
+
+You see its result before your next reply. When the task is done, call `submit`. Tools (JSON schemas):
+{tools}"""
+
+BASH_SYSTEM = """\
+You are an autonomous agent working in a Linux shell. Every reply must contain exactly one bash code \
+block, which is run in a persistent shell session; you see its output before your next reply:
+
+```bash
+<command>
+```
+
+When the task is done, reply with a block holding only `{sentinel}`."""
+
+SUBMIT_SENTINEL = "echo ORCHARD_SUBMIT"
+TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.S)
+BASH_BLOCK = re.compile(r"```(?:bash|sh)\n(.*?)\n```", re.S)
+
+
+def _names(tools: list[dict[str, Any]]) -> list[str]:
+    return [tool["function"]["name"] for tool in tools]
+
+
+class ReactHarness(Harness):
+    name = "react"
+
+    def start(self, instruction: str, tools: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
+        schemas = "\n".join(json.dumps(tool["function"]) for tool in tools)
+        return [
+            {"role": "system", "content": REACT_SYSTEM.format(tools=schemas)},
+            {"role": "user", "content": instruction},
+        ], tools
+
+    def api_tools(self, offered: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return []
+
+    def parse(self, turn: AssistantTurn) -> list[Call] | FormatError:
+        found = TOOL_CALL.findall(turn.content or "")
+        if len(found) != 1:
+            return FormatError(
+                f"end your reply with exactly one <tool_call>{{...}}</tool_call>; found {len(found)}"
+            )
+        try:
+            call = json.loads(found[0])
+        except json.JSONDecodeError as exc:
+            return FormatError(f"the tool call is not valid JSON ({exc.msg})")
+        if not isinstance(call, dict) or not isinstance(call.get("name"), str):
+            return FormatError('the tool call must be {"name": "<tool>", "arguments": {...}}')
+        return [Call({"name": call["name"], "arguments": call.get("arguments") or {}})]
+
+    def observation(self, call: Call, observation: str) -> dict[str, Any]:
+        content = clip(observation, self.observation_chars)
+        return {"role": "user", "content": f"<tool_response>\n{content}\n</tool_response>"}
+
+    def encode(self, action: Action) -> AssistantTurn:
+        call = json.dumps({"name": action["name"], "arguments": action.get("arguments") or {}})
+        return AssistantTurn(content=f"<tool_call>{call}</tool_call>")
+
+
+class BashOnlyHarness(Harness):
+    name = "bash-only"
+
+    def check_tools(self, tools: list[dict[str, Any]]) -> None:
+        missing = {"bash", "submit"} - set(_names(tools))
+        if missing:
+            raise ConfigError(
+                f"harness 'bash-only' needs an env with 'bash' and 'submit' tools; this env offers "
+                f"{', '.join(_names(tools)) or 'none'}: use 'tool-calling' or 'react'"
+            )
+
+    def start(self, instruction: str, tools: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
+        offered = [tool for tool in tools if tool["function"]["name"] in ("bash", "submit")]
+        system = BASH_SYSTEM.format(sentinel=SUBMIT_SENTINEL)
+        return [{"role": "system", "content": system}, {"role": "user", "content": instruction}], offered
+
+    def api_tools(self, offered: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return []
+
+    def parse(self, turn: AssistantTurn) -> list[Call] | FormatError:
+        blocks = BASH_BLOCK.findall(turn.content or "")
+        if len(blocks) != 1:
+            return FormatError(f"reply with exactly one ```bash code block; found {len(blocks)}")
+        command = blocks[0].strip()
+        if command == SUBMIT_SENTINEL:
+            return [Call({"name": "submit", "arguments": {}})]
+        return [Call({"name": "bash", "arguments": {"command": command}})]
+
+    def observation(self, call: Call, observation: str) -> dict[str, Any]:
+        return {"role": "user", "content": f"Output:\n{clip(observation, self.observation_chars)}"}
+
+    def encode(self, action: Action) -> AssistantTurn:
+        if action["name"] == "submit":
+            return AssistantTurn(content=f"```bash\n{SUBMIT_SENTINEL}\n```")
+        if action["name"] != "bash":
+            raise ConfigError(f"harness 'bash-only' cannot express the tool {action['name']!r}")
+        return AssistantTurn(content=f"```bash\n{action['arguments']['command']}\n```")

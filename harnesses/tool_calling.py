@@ -1,0 +1,52 @@
+"""`tool-calling`: native OpenAI function calling; the env's tools are offered as they are."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from orchard_envs.agents.base import AssistantTurn
+from orchard_envs.harnesses.base import Action, Call, FormatError, Harness, clip
+
+SYSTEM = (
+    "You are an autonomous agent. Solve the task using the tools. Call exactly the tools you need, one or "
+    "more per reply; you see each result before your next reply. When the task is done, call `submit`."
+)
+
+
+class ToolCallingHarness(Harness):
+    name = "tool-calling"
+
+    def start(self, instruction: str, tools: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
+        return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": instruction}], tools
+
+    def parse(self, turn: AssistantTurn) -> list[Call] | FormatError:
+        if not turn.tool_calls:
+            return FormatError("reply with a tool call (call `submit` when you are done)")
+        # Arguments stay as the model wrote them (JSON text): the env parses them and explains mistakes.
+        return [
+            Call(
+                {
+                    "name": (c.get("function") or {}).get("name"),
+                    "arguments": (c.get("function") or {}).get("arguments"),
+                },
+                c.get("id"),
+            )
+            for c in turn.tool_calls
+        ]
+
+    def observation(self, call: Call, observation: str) -> dict[str, Any]:
+        return {
+            "role": "tool",
+            "tool_call_id": call.call_id,
+            "content": clip(observation, self.observation_chars),
+        }
+
+    def encode(self, action: Action) -> AssistantTurn:
+        call = {
+            "id": f"call_{uuid.uuid4().hex[:12]}",
+            "type": "function",
+            "function": {"name": action["name"], "arguments": json.dumps(action.get("arguments") or {})},
+        }
+        return AssistantTurn(content=None, tool_calls=[call])

@@ -1,0 +1,112 @@
+"""The one loop that drives env + harness + agent through an episode; its history is the episode.
+
+Evaluation, data collection and RL rollouts all call `run_episode`. Agent mistakes are observations;
+an infrastructure fault or a crash ends the episode with that status, and the episode is still returned.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import gymnasium as gym
+
+from orchard_envs.agents.base import Agent, AssistantTurn, EpisodeContext
+from orchard_envs.episodes import Episode, EpisodeMetadata, TurnTokens
+from orchard_envs.errors import ConfigError, OrchardError
+from orchard_envs.harnesses.base import FormatError, Harness
+
+
+def run_episode(
+    env: gym.Env, harness: Harness, agent: Agent, *, task_id: str | None = None, seed: int | None = None
+) -> Episode:
+    started = time.perf_counter()
+    _, info = env.reset(seed=seed, options={"task_id": task_id} if task_id else None)
+    tools = info["tools"]
+    harness.check_tools(tools)
+    messages, offered = harness.start(info["instruction"], tools)
+    env_id = env.spec.id if env.spec else type(env.unwrapped).__name__
+    names = [tool["function"]["name"] for tool in offered]
+    agent.start(EpisodeContext(env_id, getattr(env.unwrapped, "task", None), names, harness.encode))
+    state = _Progress()
+    try:
+        while state.status is None:
+            turn = agent.act(messages, harness.api_tools(offered))
+            state.record(turn, messages)
+            parsed = harness.parse(turn)
+            if isinstance(parsed, FormatError):
+                state.format_errors += 1
+                messages.append(harness.format_error(parsed))
+                if state.format_errors > harness.max_format_errors:
+                    state.status = "format_errors"
+                continue
+            for call in parsed:
+                if state.status is not None:  # the episode ended on an earlier call of this turn
+                    messages.append(harness.observation(call, "Not run: the episode had ended."))
+                    continue
+                observation, state.reward, terminated, truncated, state.info = env.step(call.action)
+                state.steps += 1
+                messages.append(harness.observation(call, observation))
+                if terminated or truncated:
+                    state.status = "submitted" if terminated else "step_limit"
+    except ConfigError:
+        raise  # a setup mistake of the caller's, not an outcome of the episode
+    except OrchardError as exc:
+        state.status, state.error = "infra_error", f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # the agent or harness crashed: record it rather than lose the episode
+        state.status, state.error = "error", f"{type(exc).__name__}: {exc}"
+    return state.episode(messages, offered, info, env_id, harness, agent, seed, time.perf_counter() - started)
+
+
+class _Progress:
+    """What the loop accumulates; turned into the episode at the end."""
+
+    def __init__(self) -> None:
+        self.status: str | None = None
+        self.error = ""
+        self.steps = self.format_errors = 0
+        self.reward = 0.0
+        self.info: dict[str, Any] = {}
+        self.turns: list[TurnTokens] = []
+        self.tokens = {"prompt": 0, "completion": 0}
+
+    def record(self, turn: AssistantTurn, messages: list[dict[str, Any]]) -> None:
+        messages.append(turn.message())
+        if turn.token_ids is not None:
+            self.turns.append(
+                TurnTokens(
+                    message_index=len(messages) - 1,
+                    prompt_token_ids=turn.prompt_token_ids,
+                    token_ids=turn.token_ids,
+                    logprobs=turn.logprobs,
+                    finish_reason=turn.finish_reason,
+                )
+            )
+        self.tokens["prompt"] += turn.usage.get("prompt_tokens", 0)
+        self.tokens["completion"] += turn.usage.get("completion_tokens", 0)
+
+    def episode(self, messages, tools, reset_info, env_id, harness, agent, seed, seconds) -> Episode:
+        grading = self.info.get("grading") or {}
+        task = reset_info.get("task") or {}
+        metadata = EpisodeMetadata(
+            env_id=env_id,
+            suite=task.get("suite", ""),
+            task_id=task.get("task_id") or task.get("instance_id", ""),
+            split=task.get("split", ""),
+            harness=harness.name,
+            agent=agent.name,
+            model=agent.model,
+            sampling=dict(agent.sampling),
+            seed=seed,
+            reward=float(self.reward),
+            reward_breakdown={"tests": float(self.reward)} if grading else {},
+            resolved=grading.get("status") == "resolved" if grading else None,
+            status=self.status or "error",
+            steps=self.steps,
+            format_errors=self.format_errors,
+            tokens=self.tokens,
+            timings={"episode": seconds, **grading.get("timings", {})},
+            verify_status=grading.get("status"),
+            error=self.error or grading.get("reason", "") if grading else self.error,
+        )
+        return Episode(messages=messages, tools=tools, metadata=metadata, turns=self.turns)

@@ -1,0 +1,128 @@
+"""The runner with every harness and the scripted agents on orchard/SWE-v0 (real local sandboxes)."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import pytest
+
+from orchard_envs.agents import get_agent
+from orchard_envs.agents.base import Agent, AssistantTurn
+from orchard_envs.episodes import EpisodeWriter, load_dataset, read_episodes
+from orchard_envs.errors import ConfigError
+from orchard_envs.harnesses import get_harness
+from orchard_envs.runner import run_episode
+from orchard_envs.tasks.swe.instance import load_suite
+
+TASK = next(i for i in load_suite("swe-mini") if i.repo == "parse")
+HARNESSES = ["tool-calling", "react", "bash-only"]
+
+
+@pytest.fixture(scope="module")
+def env(local_backend):
+    environment = gym.make("orchard/SWE-v0", backend=local_backend, max_steps=8)
+    yield environment
+    environment.close()
+
+
+@pytest.mark.parametrize("harness", HARNESSES)
+@pytest.mark.parametrize("agent, reward", [("oracle", 1.0), ("noop", 0.0)])
+def test_every_harness_runs_the_scripted_agents(env, harness, agent, reward, tmp_path):
+    episode = run_episode(env, get_harness(harness), get_agent(agent), task_id=TASK.instance_id, seed=1)
+    meta = episode.metadata
+    assert (meta.reward, meta.status, meta.resolved) == (reward, "submitted", reward == 1.0)
+    assert (meta.harness, meta.agent, meta.task_id, meta.env_id) == (
+        harness,
+        agent,
+        TASK.instance_id,
+        env.spec.id,
+    )
+    assert meta.steps >= 1 and meta.format_errors == 0 and meta.seed == 1
+    assert episode.messages[0]["role"] == "system" and episode.messages[1]["role"] == "user"
+    path = tmp_path / "episodes.jsonl"
+    with EpisodeWriter(path) as writer:
+        writer.write(episode)
+    (loaded,) = read_episodes(path)
+    assert loaded.messages == episode.messages and loaded.metadata.reward == reward
+    dataset = load_dataset(path, cache_dir=str(tmp_path / "hf"))
+    assert dataset[0]["messages"] == episode.messages and dataset[0]["tools"] == episode.tools
+
+
+def test_replay_reproduces_a_recorded_episode(env, tmp_path):
+    harness = get_harness("tool-calling")
+    first = run_episode(env, harness, get_agent("oracle"), task_id=TASK.instance_id)
+    path = tmp_path / "oracle.jsonl"
+    with EpisodeWriter(path) as writer:
+        writer.write(first)
+    again = run_episode(env, harness, get_agent("replay", path=str(path)), task_id=TASK.instance_id)
+    assert again.metadata.reward == 1.0
+    recorded = [m for m in first.messages if m["role"] == "assistant"]
+    assert [m for m in again.messages if m["role"] == "assistant"] == recorded
+
+
+def test_random_agent_fuzzes_without_crashing(env):
+    episode = run_episode(env, get_harness("react"), get_agent("random", seed=5), task_id=TASK.instance_id)
+    assert episode.metadata.status == "submitted" and episode.metadata.reward == 0.0
+
+
+class Babbler(Agent):
+    """Never produces an action."""
+
+    name = "babbler"
+
+    def act(self, messages, tools):
+        return AssistantTurn(
+            content="I think I should look around.", usage={"prompt_tokens": 3, "completion_tokens": 2}
+        )
+
+
+@pytest.mark.parametrize("harness", HARNESSES)
+def test_malformed_replies_are_counted_and_end_the_episode_at_the_limit(env, harness):
+    episode = run_episode(env, get_harness(harness, max_format_errors=2), Babbler(), task_id=TASK.instance_id)
+    meta = episode.metadata
+    assert (meta.status, meta.format_errors, meta.steps, meta.reward) == ("format_errors", 3, 0, 0.0)
+    assert meta.tokens == {"prompt": 9, "completion": 6}
+    errors = [m for m in episode.messages if m["role"] == "user" and m["content"].startswith("Format error")]
+    assert len(errors) == 3
+
+
+class SubmitThenTalk(Agent):
+    name = "eager"
+
+    def act(self, messages, tools):
+        calls = [
+            {"id": f"c{i}", "type": "function", "function": {"name": n, "arguments": "{}"}}
+            for i, n in enumerate(["submit", "submit"])
+        ]
+        return AssistantTurn(tool_calls=calls)
+
+
+def test_calls_after_the_end_are_answered_not_run(env):
+    episode = run_episode(env, get_harness("tool-calling"), SubmitThenTalk(), task_id=TASK.instance_id)
+    tool_messages = [m for m in episode.messages if m["role"] == "tool"]
+    assert [m["tool_call_id"] for m in tool_messages] == ["c0", "c1"]
+    assert tool_messages[1]["content"].startswith("Not run") and episode.metadata.steps == 1
+
+
+class Crasher(Agent):
+    name = "crasher"
+
+    def act(self, messages, tools):
+        raise RuntimeError("model server went away")
+
+
+def test_a_crashing_agent_still_yields_an_episode(env):
+    episode = run_episode(env, get_harness("tool-calling"), Crasher(), task_id=TASK.instance_id)
+    assert episode.metadata.status == "error" and "model server went away" in episode.metadata.error
+
+
+def test_bash_only_refuses_an_env_without_bash():
+    tools = [{"type": "function", "function": {"name": "click", "parameters": {}}}]
+    with pytest.raises(ConfigError, match="needs an env with 'bash' and 'submit'"):
+        get_harness("bash-only").check_tools(tools)
+
+
+def test_unknown_names_suggest_the_closest():
+    with pytest.raises(ConfigError, match="did you mean 'tool-calling'"):
+        get_harness("tool_calling")
+    with pytest.raises(ConfigError, match="did you mean 'oracle'"):
+        get_agent("oracel")
