@@ -126,3 +126,29 @@ def test_unknown_names_suggest_the_closest():
         get_harness("tool_calling")
     with pytest.raises(ConfigError, match="did you mean 'oracle'"):
         get_agent("oracel")
+
+
+class Saboteur(Agent):
+    """Kills the sandbox under the env, then asks for a command: an infrastructure fault mid-episode."""
+
+    name = "saboteur"
+
+    def __init__(self, env) -> None:
+        self.env = env
+
+    def act(self, messages, tools):
+        self.env.unwrapped._session_ready.result()  # let the shell come up first, then pull the plug
+        self.env.unwrapped._sandbox.close()
+        call = {
+            "id": "c0",
+            "type": "function",
+            "function": {"name": "bash", "arguments": '{"command": "ls"}'},
+        }
+        return AssistantTurn(tool_calls=[call])
+
+
+def test_an_infrastructure_fault_ends_the_episode_as_infra_error(local_backend):
+    with gym.make("orchard/SWE-v0", backend=local_backend) as env:
+        episode = run_episode(env, get_harness("tool-calling"), Saboteur(env), task_id=TASK.instance_id)
+    assert episode.metadata.status == "infra_error" and "Sandbox" in episode.metadata.error
+    assert episode.messages[-1]["role"] == "assistant"  # the call that met the fault is kept
