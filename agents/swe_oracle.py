@@ -1,7 +1,6 @@
 """The SWE oracle: replays a gold patch through the `str_replace_editor` tool, then submits.
 
-It proves an instance is solvable through the env's own tools (not just by `git apply`), and its no-op
-twin, which submits at once, proves that doing nothing fails.
+It proves an instance is solvable through the env's own tools (not just by `git apply`).
 """
 
 from __future__ import annotations
@@ -52,10 +51,6 @@ def gold_patch_actions(patch: str) -> list[dict]:
                 old, new = _hunk_blocks(hunk)
                 actions.append(_editor("str_replace", str(new_path), old_str=old, new_str=new))
     return [*actions, {"name": "submit", "arguments": {}}]
-
-
-def noop_actions() -> list[dict]:
-    return [{"name": "submit", "arguments": {}}]
 
 
 def _editor(command: str, path: str, **arguments: str) -> dict:

@@ -30,14 +30,6 @@ class FormatError:
     message: str
 
 
-def clip(text: str, limit: int) -> str:
-    """Keep the head and the tail of a long observation: errors tend to sit at the end."""
-    if len(text) <= limit:
-        return text
-    half = limit // 2
-    return f"{text[:half]}\n[... {len(text) - limit} characters omitted ...]\n{text[-half:]}"
-
-
 class Harness(ABC):
     name: ClassVar[str]
 

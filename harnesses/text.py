@@ -9,7 +9,8 @@ from typing import Any
 
 from orchard_envs.agents.base import AssistantTurn
 from orchard_envs.errors import ConfigError
-from orchard_envs.harnesses.base import Action, Call, FormatError, Harness, clip
+from orchard_envs.harnesses.base import Action, Call, FormatError, Harness
+from orchard_envs.text import clip
 
 REACT_SYSTEM = """\
 You are an autonomous agent. Think step by step, then act. End every reply with exactly one tool call:

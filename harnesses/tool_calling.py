@@ -7,7 +7,8 @@ import uuid
 from typing import Any
 
 from orchard_envs.agents.base import AssistantTurn
-from orchard_envs.harnesses.base import Action, Call, FormatError, Harness, clip
+from orchard_envs.harnesses.base import Action, Call, FormatError, Harness
+from orchard_envs.text import clip
 
 SYSTEM = (
     "You are an autonomous agent. Solve the task using the tools. Call exactly the tools you need, one or "

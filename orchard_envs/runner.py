@@ -107,6 +107,7 @@ class _Progress:
             tokens=self.tokens,
             timings={"episode": seconds, **grading.get("timings", {})},
             verify_status=grading.get("status"),
-            error=self.error or grading.get("reason", "") if grading else self.error,
+            error=self.error or grading.get("reason", ""),
+            patch=grading.get("patch"),
         )
         return Episode(messages=messages, tools=tools, metadata=metadata, turns=self.turns)

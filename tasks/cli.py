@@ -108,22 +108,24 @@ def check(
     suite: str = typer.Option("swe-mini", help="Bundled suite name or instance file."),
     split: str | None = typer.Option(None, help="Only this split."),
     backend: str = typer.Option("local", help="Sandbox backend: local, docker or remote."),
-    agent: str = typer.Option(
-        "oracle", help="oracle (gold patch through the editor) or noop (submit at once)."
-    ),
+    agent: str = typer.Option("oracle", help="oracle (the gold patch) or noop (submit at once)."),
+    harness: str = typer.Option("tool-calling", help="Harness the agent speaks through."),
     repos_dir: Path | None = typer.Option(None, help="Folder of local clones <owner>__<name> (SWE-bench)."),
     preds: Path | None = typer.Option(None, help="Also write the patches as SWE-bench predictions (.json)."),
 ) -> None:
     """Run the oracle or no-op agent over a suite: every instance must resolve (oracle) or fail (noop)."""
     import gymnasium as gym
 
-    from orchard_envs.agents.swe_oracle import gold_patch_actions, noop_actions
+    from orchard_envs.agents import get_agent
+    from orchard_envs.harnesses import get_harness
+    from orchard_envs.runner import run_episode
     from orchard_envs.tasks.swe.swebench_io import prediction_row, write_predictions
 
     if agent not in ("oracle", "noop"):
         fail(f"unknown agent {agent!r}; use oracle or noop")
     rows, resolved, errors = [], 0, 0
     try:
+        scaffold, policy = get_harness(harness), get_agent(agent)
         env = gym.make(
             "orchard/SWE-v0",
             suite=suite,
@@ -133,15 +135,12 @@ def check(
         )
         with env:
             for task in env.unwrapped.instances:
-                env.reset(options={"task_id": task.instance_id})
-                actions = gold_patch_actions(task.patch) if agent == "oracle" else noop_actions()
-                for action in actions:
-                    _, reward, *_, info = env.step(action)
-                grading = info["grading"]
-                resolved += reward == 1.0
-                errors += grading["status"] == "error"
-                typer.echo(f"{task.instance_id}\t{grading['status']}\t{grading['reason'][:120]}")
-                rows.append(prediction_row(task.instance_id, agent, grading["patch"]))
+                meta = run_episode(env, scaffold, policy, task_id=task.instance_id).metadata
+                verdict = meta.verify_status or meta.status
+                resolved += meta.resolved is True
+                errors += verdict in ("error", "infra_error")
+                typer.echo(f"{task.instance_id}\t{verdict}\t{meta.error[:120]}")
+                rows.append(prediction_row(task.instance_id, agent, meta.patch))
     except OrchardError as exc:
         fail(str(exc))
     if preds:

@@ -37,6 +37,7 @@ def test_every_harness_runs_the_scripted_agents(env, harness, agent, reward, tmp
         env.spec.id,
     )
     assert meta.steps >= 1 and meta.format_errors == 0 and meta.seed == 1
+    assert bool(meta.patch) == (agent == "oracle")  # the graded diff rides along, for SWE-bench predictions
     assert episode.messages[0]["role"] == "system" and episode.messages[1]["role"] == "user"
     path = tmp_path / "episodes.jsonl"
     with EpisodeWriter(path) as writer:

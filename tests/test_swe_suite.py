@@ -7,7 +7,7 @@ from collections import defaultdict
 import gymnasium as gym
 import pytest
 
-from orchard_envs.agents.swe_oracle import gold_patch_actions, noop_actions
+from orchard_envs.agents.swe_oracle import gold_patch_actions
 from orchard_envs.tasks.swe.instance import PyPISource, load_suite
 from orchard_envs.tasks.swe.statement import leaks_fix
 
@@ -43,7 +43,8 @@ def env(request):
 @pytest.mark.parametrize("task_id", IDS)
 def test_oracle_resolves_and_noop_does_not(env, task_id):
     task = env.unwrapped.find_task(task_id)
-    for agent, expected in ((gold_patch_actions(task.patch), 1.0), (noop_actions(), 0.0)):
+    noop = [{"name": "submit", "arguments": {}}]
+    for agent, expected in ((gold_patch_actions(task.patch), 1.0), (noop, 0.0)):
         env.reset(options={"task_id": task_id})
         for action in agent:
             observation, reward, terminated, _, info = env.step(action)

@@ -24,6 +24,7 @@ from orchard_envs.tasks.swe.grading import GradeResult, extract_patch, grade, gr
 from orchard_envs.tasks.swe.instance import SWEInstance, load_suite
 from orchard_envs.tasks.swe.prepare import REPO_DIR, PreparedTree, prepare, sandbox_spec
 from orchard_envs.tasks.swe.swebench_io import attach_local_repos, describe_missing
+from orchard_envs.text import clip
 
 MAX_OBSERVATION = 1_000_000
 MAX_ACTION = 1_000_000
@@ -66,13 +67,6 @@ The repository `{repo}` is checked out at {repo_dir} (a git repository at its ba
 non-test source files so that the problem above is fixed; changes to tests and test configuration are \
 discarded before grading. Use the tools to explore, edit and run the tests (`python -m pytest`), then call \
 `submit`."""
-
-
-def clip(text: str, limit: int = MAX_TOOL_OUTPUT) -> str:
-    if len(text) <= limit:
-        return text
-    half = limit // 2
-    return f"{text[:half]}\n[... {len(text) - limit} characters omitted ...]\n{text[-half:]}"
 
 
 class SWEEnv(gym.Env[str, str]):
@@ -214,7 +208,7 @@ class SWEEnv(gym.Env[str, str]):
             info["exit_code"] = result.exit_code
             note = f"\n[timed out after {self.command_timeout:g} s]" if result.timed_out else ""
             note += f"\n[exit code {result.exit_code}]" if result.exit_code else ""
-            return clip(result.output) + note
+            return clip(result.output, MAX_TOOL_OUTPUT) + note
         try:
             return self._editor.run(**call.arguments)
         except ToolError as exc:
