@@ -140,17 +140,27 @@ class Lanes:
             with self._lock:
                 queue = self._queues[lane]
                 future, fn = queue[0]
-            if future.set_running_or_notify_cancel():
+            ran = future.set_running_or_notify_cancel()
+            result: Any = None
+            error: BaseException | None = None
+            if ran:
                 try:
-                    future.set_result(fn())
+                    result = fn()
                 except BaseException as exc:
-                    future.set_exception(exc)
+                    error = exc
+            # free the slot before the waiter wakes, so it can submit its next job at once
             with self._lock:
                 queue.popleft()
                 self._pending -= 1
-                if not queue:
+                last = not queue
+                if last:
                     del self._queues[lane]
-                    return
+            if ran and error is not None:
+                future.set_exception(error)
+            elif ran:
+                future.set_result(result)
+            if last:
+                return
 
     def shutdown(self) -> None:
         with self._lock:
