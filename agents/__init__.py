@@ -7,6 +7,9 @@ from typing import Any
 from orchard_envs.registry import construct
 
 AGENTS: dict[str, str] = {
+    "hf": "orchard_envs.agents.hf:HFAgent",
+    "openai": "orchard_envs.agents.openai_agent:OpenAIAgent",
+    "vllm": "orchard_envs.agents.vllm_agent:VLLMAgent",
     "noop": "orchard_envs.agents.scripted:NoopAgent",
     "oracle": "orchard_envs.agents.scripted:OracleAgent",
     "random": "orchard_envs.agents.scripted:RandomAgent",

@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 
+class ContextOverflow(Exception):
+    """The prompt alone fills the model's context window; the episode ends with status `context_limit`."""
+
+
 @dataclass
 class AssistantTurn:
     """One model reply, and the token-in-token-out record trainers need (never re-tokenized text)."""

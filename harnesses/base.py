@@ -30,12 +30,53 @@ class FormatError:
     message: str
 
 
+ELIDED = "[{chars} characters of earlier output elided to fit the context window]"
+
+
+def _size(message: dict[str, Any]) -> int:
+    return len(str(message.get("content") or "")) + len(str(message.get("tool_calls") or ""))
+
+
+def elide_old_observations(
+    messages: list[dict[str, Any]], budget: int, keep_recent: int
+) -> list[dict[str, Any]]:
+    """Observations are the tool messages and the user messages after the first (the task) one."""
+    total = sum(_size(message) for message in messages)
+    if total <= budget:
+        return messages
+    first_user = next((i for i, m in enumerate(messages) if m["role"] == "user"), -1)
+    out = list(messages)
+    for index in range(len(messages) - keep_recent):
+        if total <= budget:
+            break
+        message = messages[index]
+        if message["role"] == "tool" or (message["role"] == "user" and index > first_user):
+            note = ELIDED.format(chars=len(str(message.get("content") or "")))
+            out[index] = {**message, "content": note}
+            total += len(note) - _size(message)
+    return out
+
+
 class Harness(ABC):
     name: ClassVar[str]
 
-    def __init__(self, observation_chars: int = 20_000, max_format_errors: int = 3) -> None:
+    def __init__(
+        self,
+        observation_chars: int = 20_000,
+        max_format_errors: int = 3,
+        context_chars: int = 400_000,
+        keep_recent: int = 8,
+    ) -> None:
         self.observation_chars = observation_chars
         self.max_format_errors = max_format_errors
+        self.context_chars = context_chars
+        self.keep_recent = keep_recent
+
+    def context(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """What the model sees. The whole conversation while it fits in `context_chars`; past that, the
+        oldest observations are elided (the task statement and the last `keep_recent` messages always stay).
+        The episode still records every message."""
+        return elide_old_observations(messages, self.context_chars, self.keep_recent)
 
     def check_tools(self, tools: list[dict[str, Any]]) -> None:
         """Raise ConfigError if this harness cannot express the env's tools."""

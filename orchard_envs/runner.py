@@ -11,7 +11,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from orchard_envs.agents.base import Agent, AssistantTurn, EpisodeContext
+from orchard_envs.agents.base import Agent, AssistantTurn, ContextOverflow, EpisodeContext
 from orchard_envs.episodes import Episode, EpisodeMetadata, TurnTokens
 from orchard_envs.errors import ConfigError, OrchardError
 from orchard_envs.harnesses.base import FormatError, Harness
@@ -31,7 +31,7 @@ def run_episode(
     state = _Progress()
     try:
         while state.status is None:
-            turn = agent.act(messages, harness.api_tools(offered))
+            turn = agent.act(harness.context(messages), harness.api_tools(offered))
             state.record(turn, messages)
             parsed = harness.parse(turn)
             if isinstance(parsed, FormatError):
@@ -51,11 +51,21 @@ def run_episode(
                     state.status = "submitted" if terminated else "step_limit"
     except ConfigError:
         raise  # a setup mistake of the caller's, not an outcome of the episode
+    except ContextOverflow as exc:
+        state.status, state.error = "context_limit", str(exc)
     except OrchardError as exc:
         state.status, state.error = "infra_error", f"{type(exc).__name__}: {exc}"
     except Exception as exc:  # the agent or harness crashed: record it rather than lose the episode
         state.status, state.error = "error", f"{type(exc).__name__}: {exc}"
     return state.episode(messages, offered, info, env_id, harness, agent, seed, time.perf_counter() - started)
+
+
+def _extends(previous: TurnTokens | None, turn: AssistantTurn) -> bool | None:
+    """Checked on the ids themselves, whoever produced them (a local model, a server)."""
+    if previous is None or previous.prompt_token_ids is None or turn.prompt_token_ids is None:
+        return None
+    head = previous.prompt_token_ids + previous.token_ids
+    return turn.prompt_token_ids[: len(head)] == head
 
 
 class _Progress:
@@ -80,10 +90,17 @@ class _Progress:
                     token_ids=turn.token_ids,
                     logprobs=turn.logprobs,
                     finish_reason=turn.finish_reason,
+                    extends_previous=_extends(self.turns[-1] if self.turns else None, turn),
                 )
             )
         self.tokens["prompt"] += turn.usage.get("prompt_tokens", 0)
         self.tokens["completion"] += turn.usage.get("completion_tokens", 0)
+
+    def token_counts(self) -> dict[str, int]:
+        """Usage, plus (where ids were recorded) how many turns' prompts do not extend the previous turn."""
+        if not self.turns:
+            return dict(self.tokens)
+        return {**self.tokens, "prefix_breaks": sum(t.extends_previous is False for t in self.turns)}
 
     def episode(self, messages, tools, reset_info, env_id, harness, agent, seed, seconds) -> Episode:
         grading = self.info.get("grading") or {}
@@ -104,7 +121,7 @@ class _Progress:
             status=self.status or "error",
             steps=self.steps,
             format_errors=self.format_errors,
-            tokens=self.tokens,
+            tokens=self.token_counts(),
             timings={"episode": seconds, **grading.get("timings", {})},
             verify_status=grading.get("status"),
             error=self.error or grading.get("reason", ""),

