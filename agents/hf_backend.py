@@ -67,7 +67,7 @@ class HFGenerator:
             ) from exc
         self.model.eval()
         self.context_tokens = int(getattr(self.model.config, "max_position_embeddings", 0) or 1 << 30)
-        self.end_token_ids = _end_token_ids(self.tokenizer, self.model)
+        self.end_token_ids = end_token_ids(self.tokenizer, self.model.generation_config.eos_token_id)
         pad = self.tokenizer.pad_token_id
         self.pad_token_id = pad if pad is not None else min(self.end_token_ids)
         self._lock = threading.Lock()
@@ -133,9 +133,8 @@ class HFGenerator:
         return None
 
 
-def _end_token_ids(tokenizer: Any, model: Any) -> set[int]:
+def end_token_ids(tokenizer: Any, configured: int | list[int] | None) -> set[int]:
     """Every id that ends a turn: the generation config's eos ids plus the tokenizer's eos."""
-    configured = model.generation_config.eos_token_id
     ids = set(configured if isinstance(configured, list) else [configured] if configured is not None else [])
     if tokenizer.eos_token_id is not None:
         ids.add(tokenizer.eos_token_id)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import NoReturn
+import json
+from typing import Any, NoReturn
 
 import typer
 
@@ -17,3 +18,18 @@ def fail(program: str, message: str, code: int = 2) -> NoReturn:
     """One line on stderr and a non-zero exit: no traceback for mistakes a user can fix."""
     typer.echo(f"{program}: error: {message}", err=True)
     raise typer.Exit(code)
+
+
+def parse_options(pairs: list[str]) -> dict[str, Any]:
+    """`key=value` flags into constructor options; values are JSON where they parse (`8`, `true`, `0.7`),
+    else text. Raises ValueError with the offending pair."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"option {pair!r} is not key=value (e.g. max_new_tokens=64)")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    return options

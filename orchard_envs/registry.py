@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any
 
-from orchard_envs.errors import unknown_name
+from orchard_envs.errors import ConfigError, unknown_name
 
 
 def construct(kind: str, registry: dict[str, str], name: str, **options: Any) -> Any:
@@ -13,4 +14,11 @@ def construct(kind: str, registry: dict[str, str], name: str, **options: Any) ->
     if name not in registry:
         raise unknown_name(kind, name, registry)
     module, _, attr = registry[name].partition(":")
-    return getattr(importlib.import_module(module), attr)(**options)
+    factory = getattr(importlib.import_module(module), attr)
+    signature = inspect.signature(factory)
+    try:
+        signature.bind(**options)
+    except TypeError as exc:
+        accepted = ", ".join(p for p in signature.parameters if p not in ("self", "args", "kwargs")) or "none"
+        raise ConfigError(f"{kind} {name!r}: {exc}; its options are: {accepted}") from None
+    return factory(**options)

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
 from orchard_envs.cli_support import fail as cli_fail
-from orchard_envs.cli_support import typer_app
+from orchard_envs.cli_support import parse_options, typer_app
 from orchard_envs.errors import OrchardError
+
+if TYPE_CHECKING:
+    from orchard_envs.episodes import Episode
 
 app = typer_app("orchard-tasks", "Build, list and check Orchard task suites.")
 swe = typer.Typer(
@@ -103,44 +107,93 @@ def list_instances(
         )
 
 
-@swe.command()
-def check(
-    suite: str = typer.Option("swe-mini", help="Bundled suite name or instance file."),
-    split: str | None = typer.Option(None, help="Only this split."),
-    backend: str = typer.Option("local", help="Sandbox backend: local, docker or remote."),
-    agent: str = typer.Option("oracle", help="oracle (the gold patch) or noop (submit at once)."),
-    harness: str = typer.Option("tool-calling", help="Harness the agent speaks through."),
-    repos_dir: Path | None = typer.Option(None, help="Folder of local clones <owner>__<name> (SWE-bench)."),
-    preds: Path | None = typer.Option(None, help="Also write the patches as SWE-bench predictions (.json)."),
-) -> None:
-    """Run the oracle or no-op agent over a suite: every instance must resolve (oracle) or fail (noop)."""
+def _episodes(
+    *,
+    suite: str,
+    split: str | None,
+    backend: str,
+    repos_dir: Path | None,
+    harness: str,
+    agent: str,
+    options: list[str],
+    tasks: list[str],
+    limit: int | None,
+    max_steps: int,
+) -> Iterator[Episode]:
+    """Run `agent` through `harness` over the instances: all, the named ones, or the first `limit`."""
     import gymnasium as gym
 
     from orchard_envs.agents import get_agent
     from orchard_envs.harnesses import get_harness
     from orchard_envs.runner import run_episode
+
+    try:
+        agent_options = parse_options(options)
+    except ValueError as exc:
+        fail(str(exc))
+    scaffold, policy = get_harness(harness), get_agent(agent, **agent_options)
+    env = gym.make(
+        "orchard/SWE-v0",
+        suite=suite,
+        split=split,
+        backend=backend,
+        repos_dir=str(repos_dir) if repos_dir else None,
+        max_steps=max_steps,
+    )
+    with env:
+        known = {task.instance_id for task in env.unwrapped.instances}
+        unknown = [task for task in tasks if task not in known]
+        if unknown:
+            fail(f"no instance {unknown[0]!r} in suite {suite!r}; `orchard-tasks swe list` shows them")
+        chosen = tasks or [task.instance_id for task in env.unwrapped.instances][:limit]
+        for task_id in chosen:
+            yield run_episode(env, scaffold, policy, task_id=task_id)
+
+
+SUITE = typer.Option("swe-mini", help="Bundled suite name or instance file.")
+SPLIT = typer.Option(None, help="Only this split.")
+BACKEND = typer.Option("local", help="Sandbox backend: local, docker or remote.")
+HARNESS = typer.Option(
+    "tool-calling", help="Harness the agent speaks through: tool-calling, react, bash-only."
+)
+REPOS_DIR = typer.Option(None, help="Folder of local clones <owner>__<name> (SWE-bench).")
+
+
+@swe.command()
+def check(
+    suite: str = SUITE,
+    split: str | None = SPLIT,
+    backend: str = BACKEND,
+    agent: str = typer.Option("oracle", help="oracle (the gold patch) or noop (submit at once)."),
+    harness: str = HARNESS,
+    repos_dir: Path | None = REPOS_DIR,
+    preds: Path | None = typer.Option(None, help="Also write the patches as SWE-bench predictions (.json)."),
+) -> None:
+    """Run the oracle or no-op agent over a suite: every instance must resolve (oracle) or fail (noop)."""
     from orchard_envs.tasks.swe.swebench_io import prediction_row, write_predictions
 
     if agent not in ("oracle", "noop"):
-        fail(f"unknown agent {agent!r}; use oracle or noop")
+        fail(f"unknown agent {agent!r}; use oracle or noop (other agents: `orchard-tasks swe run`)")
     rows, resolved, errors = [], 0, 0
     try:
-        scaffold, policy = get_harness(harness), get_agent(agent)
-        env = gym.make(
-            "orchard/SWE-v0",
+        for episode in _episodes(
             suite=suite,
             split=split,
             backend=backend,
-            repos_dir=str(repos_dir) if repos_dir else None,
-        )
-        with env:
-            for task in env.unwrapped.instances:
-                meta = run_episode(env, scaffold, policy, task_id=task.instance_id).metadata
-                verdict = meta.verify_status or meta.status
-                resolved += meta.resolved is True
-                errors += verdict in ("error", "infra_error")
-                typer.echo(f"{task.instance_id}\t{verdict}\t{meta.error[:120]}")
-                rows.append(prediction_row(task.instance_id, agent, meta.patch))
+            repos_dir=repos_dir,
+            harness=harness,
+            agent=agent,
+            options=[],
+            tasks=[],
+            limit=None,
+            max_steps=50,
+        ):
+            meta = episode.metadata
+            verdict = meta.verify_status or meta.status
+            resolved += meta.resolved is True
+            errors += verdict in ("error", "infra_error")
+            typer.echo(f"{meta.task_id}\t{verdict}\t{meta.error[:120]}")
+            rows.append(prediction_row(meta.task_id, agent, meta.patch))
     except OrchardError as exc:
         fail(str(exc))
     if preds:
@@ -151,5 +204,50 @@ def check(
         raise typer.Exit(1)
 
 
+@swe.command()
+def run(
+    out: Path = typer.Option(..., help="JSONL file the episodes are appended to (one per line)."),
+    agent: str = typer.Option("hf", help="Agent: hf, openai, vllm, oracle, noop, random, replay."),
+    option: list[str] = typer.Option([], help="Agent option key=value (repeatable), e.g. max_new_tokens=64."),
+    harness: str = HARNESS,
+    suite: str = SUITE,
+    split: str | None = SPLIT,
+    task: list[str] = typer.Option([], help="Only this instance id (repeatable)."),
+    limit: int | None = typer.Option(None, min=1, help="Only the first N instances."),
+    max_steps: int = typer.Option(30, min=1, help="Env steps before the episode is cut (and graded)."),
+    backend: str = BACKEND,
+    repos_dir: Path | None = REPOS_DIR,
+) -> None:
+    """Run any agent over a suite and record every episode (messages, tools, metadata, token ids)."""
+    from orchard_envs.episodes import EpisodeWriter
+
+    count = resolved = 0
+    try:
+        with EpisodeWriter(out) as writer:
+            for episode in _episodes(
+                suite=suite,
+                split=split,
+                backend=backend,
+                repos_dir=repos_dir,
+                harness=harness,
+                agent=agent,
+                options=option,
+                tasks=task,
+                limit=limit,
+                max_steps=max_steps,
+            ):
+                writer.write(episode)
+                meta = episode.metadata
+                count, resolved = count + 1, resolved + (meta.resolved is True)
+                typer.echo(f"{meta.task_id}\t{meta.status}\treward={meta.reward:g}\tsteps={meta.steps}")
+    except OrchardError as exc:
+        fail(str(exc))
+    typer.echo(f"{agent} via {harness}: {resolved}/{count} resolved; episodes in {out}")
+
+
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import gymnasium as gym
 import pytest
 
@@ -153,3 +156,50 @@ def test_an_infrastructure_fault_ends_the_episode_as_infra_error(local_backend):
         episode = run_episode(env, get_harness("tool-calling"), Saboteur(env), task_id=TASK.instance_id)
     assert episode.metadata.status == "infra_error" and "Sandbox" in episode.metadata.error
     assert episode.messages[-1]["role"] == "assistant"  # the call that met the fault is kept
+
+
+class Looker(Agent):
+    """Runs `cat` on a big file a few times, then submits; keeps what it was shown each turn."""
+
+    name = "looker"
+
+    def __init__(self) -> None:
+        self.seen: list[list[dict]] = []
+
+    def act(self, messages, tools):
+        self.seen.append(messages)
+        if len(self.seen) > 3:
+            return AssistantTurn(content="```bash\necho ORCHARD_SUBMIT\n```")
+        return AssistantTurn(content="```bash\nseq 1 3000\n```")
+
+
+def test_old_observations_are_elided_when_the_context_outgrows_the_window(env):
+    agent = Looker()
+    harness = get_harness("bash-only", context_chars=30_000, keep_recent=2)
+    episode = run_episode(env, harness, agent, task_id=TASK.instance_id)
+    assert episode.metadata.status == "submitted"
+    outputs = [m for m in episode.messages if m["role"] == "user" and m["content"].startswith("Output:")]
+    assert len(outputs) == 4 and all("2999" in m["content"] for m in outputs[:3])  # the record keeps all
+    last_view = agent.seen[-1]
+    assert last_view[:2] == episode.messages[:2]  # the system prompt and the task always stay
+    assert "elided to fit the context window" in last_view[3]["content"]
+    assert last_view[-2:] == episode.messages[len(last_view) - 2 : len(last_view)]  # the recent ones stay
+    assert sum(len(str(m["content"])) for m in last_view) <= 30_000
+
+
+def test_swe_run_cli_records_episodes_and_refuses_bad_options(tmp_path):
+    out = tmp_path / "episodes.jsonl"
+    run = [sys.executable, "-m", "orchard_envs.tasks.cli", "swe", "run", "--out", str(out), "--agent", "noop"]
+    done = subprocess.run([*run, "--task", TASK.instance_id], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "noop via tool-calling: 0/1 resolved" in done.stdout
+    (episode,) = read_episodes(out)
+    assert episode.metadata.task_id == TASK.instance_id
+    for extra, expected in [
+        (["--option", "speed"], "is not key=value"),
+        (["--option", "speed=1"], "agent 'noop': got an unexpected keyword argument 'speed'"),
+        (["--task", "no-such-task"], "no instance 'no-such-task'"),
+        (["--agent", "orcale"], "did you mean 'oracle'?"),
+    ]:
+        failed = subprocess.run([*run, *extra], capture_output=True, text=True, timeout=120)
+        assert failed.returncode == 2 and expected in failed.stderr and "Traceback" not in failed.stderr
