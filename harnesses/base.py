@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from orchard_envs.agents.base import AssistantTurn
+from orchard_envs.errors import ConfigError
 
 Action = dict[str, Any]  # {"name": tool, "arguments": {...}}: what env.step takes
 
@@ -66,7 +67,11 @@ class Harness(ABC):
         max_format_errors: int = 3,
         context_chars: int = 400_000,
         keep_recent: int = 8,
+        max_turns: int | None = None,
     ) -> None:
+        if max_turns is not None and max_turns < 1:
+            raise ConfigError(f"max_turns must be at least 1, not {max_turns}")
+        self.max_turns = max_turns  # model replies before the episode is cut (`step_limit`); None: the env's
         self.observation_chars = observation_chars
         self.max_format_errors = max_format_errors
         self.context_chars = context_chars

@@ -31,6 +31,9 @@ def run_episode(
     state = _Progress()
     try:
         while state.status is None:
+            if harness.max_turns is not None and state.replies >= harness.max_turns:
+                state.status = "step_limit"  # the harness's own cut: the env is not asked to grade
+                break
             turn = agent.act(harness.context(messages), harness.api_tools(offered))
             state.record(turn, messages)
             parsed = harness.parse(turn)
@@ -74,13 +77,14 @@ class _Progress:
     def __init__(self) -> None:
         self.status: str | None = None
         self.error = ""
-        self.steps = self.format_errors = 0
+        self.steps = self.format_errors = self.replies = 0
         self.reward = 0.0
         self.info: dict[str, Any] = {}
         self.turns: list[TurnTokens] = []
         self.tokens = {"prompt": 0, "completion": 0}
 
     def record(self, turn: AssistantTurn, messages: list[dict[str, Any]]) -> None:
+        self.replies += 1
         messages.append(turn.message())
         if turn.token_ids is not None:
             self.turns.append(

@@ -203,3 +203,12 @@ def test_swe_run_cli_records_episodes_and_refuses_bad_options(tmp_path):
     ]:
         failed = subprocess.run([*run, *extra], capture_output=True, text=True, timeout=120)
         assert failed.returncode == 2 and expected in failed.stderr and "Traceback" not in failed.stderr
+
+
+def test_the_harness_turn_limit_cuts_a_babbling_episode(env):
+    harness = get_harness("react", max_turns=2, max_format_errors=10)
+    episode = run_episode(env, harness, Babbler(), task_id=TASK.instance_id)
+    meta = episode.metadata
+    assert (meta.status, meta.format_errors, meta.steps) == ("step_limit", 2, 0)
+    with pytest.raises(ConfigError, match="max_turns must be at least 1"):
+        get_harness("react", max_turns=0)
