@@ -68,6 +68,12 @@ class HFGenerator:
         self.model.eval()
         self.context_tokens = int(getattr(self.model.config, "max_position_embeddings", 0) or 1 << 30)
         self.end_token_ids = end_token_ids(self.tokenizer, self.model.generation_config.eos_token_id)
+        # generate() fills every field we leave unset from the checkpoint's generation_config (a repetition
+        # penalty, top_k, min_p): the tokens would not come from the distribution we record. Neutral instead.
+        from transformers import GenerationConfig
+
+        self.checkpoint_generation_config = self.model.generation_config
+        self.model.generation_config = GenerationConfig()
         pad = self.tokenizer.pad_token_id
         self.pad_token_id = pad if pad is not None else min(self.end_token_ids)
         self._lock = threading.Lock()
@@ -87,20 +93,14 @@ class HFGenerator:
         for row, prompt in enumerate(prompts):
             input_ids[row, longest - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
             attention[row, longest - len(prompt) :] = 1
-        options: dict[str, Any] = {"do_sample": sampling.temperature > 0, "max_new_tokens": budget}
-        if sampling.temperature > 0:
-            options.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
+        config = self._generation_config(sampling, budget)
         with self._lock, torch.inference_mode():
             if sampling.seed is not None:
                 torch.manual_seed(sampling.seed)
             out = self.model.generate(
                 input_ids=input_ids.to(self.device),
                 attention_mask=attention.to(self.device),
-                eos_token_id=sorted(self.end_token_ids),
-                pad_token_id=self.pad_token_id,
-                return_dict_in_generate=True,
-                output_logits=True,
-                **options,
+                generation_config=config,
             )
         sampled = out.sequences[:, longest:].tolist()
         logprobs = torch.stack(out.logits, dim=1).float().log_softmax(-1)  # (batch, steps, vocab)
@@ -117,6 +117,20 @@ class HFGenerator:
             results.append(Generation(ids, chosen.tolist(), finish, len(prompt)))
         return results
 
+
+    def _generation_config(self, sampling: Sampling, budget: int) -> Any:
+        from transformers import GenerationConfig
+
+        chosen = {"temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": 0}
+        return GenerationConfig(
+            **(chosen if sampling.temperature > 0 else {}),
+            do_sample=sampling.temperature > 0,
+            max_new_tokens=budget,
+            eos_token_id=sorted(self.end_token_ids),
+            pad_token_id=self.pad_token_id,
+            return_dict_in_generate=True,
+            output_logits=True,
+        )
 
     def _stop_at(self, ids: list[int], stops: tuple[str, ...]) -> int | None:
         """How many tokens it takes to complete the first stop string (checked after sampling, so rows
