@@ -60,7 +60,7 @@ class HFGenerator:
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path)
             self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(self.device)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # missing files; a folder that holds no model
             raise ConfigError(
                 f"cannot load model {model!r}: {exc}. Pass a local checkpoint directory or a hub id that is "
                 "already in the Hugging Face cache"

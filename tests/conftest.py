@@ -12,6 +12,11 @@ from orchard_envs.sandbox import Sandbox, SandboxSpec, get_backend
 
 BACKEND_NAMES = ["local", "docker", "remote"]
 
+# Under `pytest -n N` each worker gets its share of the cores before torch starts its thread pool:
+# N full-width pools on a small machine thrash it (a forward pass runs several times slower).
+CPU_SHARE = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+os.environ["OMP_NUM_THREADS"] = str(CPU_SHARE)
+
 
 def require(condition: bool, reason: str) -> None:
     """Skip on a developer machine without the runtime; fail in CI, where it must exist."""
@@ -79,3 +84,20 @@ def make_sandbox(backend) -> Iterator[Callable[..., Sandbox]]:
 @pytest.fixture
 def sandbox(make_sandbox) -> Sandbox:
     return make_sandbox()
+
+
+@pytest.fixture(scope="session")
+def hf_generator():
+    """The embedded default model (SmolLM2-135M-Instruct), loaded once per worker, float32 on CPU so
+    greedy ids are exactly reproducible."""
+    import torch
+
+    from orchard_envs.agents.hf_backend import HFGenerator
+    from orchard_envs.errors import ConfigError
+
+    torch.set_num_threads(CPU_SHARE)  # in case torch was imported before this file set OMP_NUM_THREADS
+    try:
+        return HFGenerator(device="cpu")
+    except ConfigError as exc:  # the package holding the GGUF is missing
+        require(False, str(exc))
+        raise

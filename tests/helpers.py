@@ -30,3 +30,21 @@ def serving(app: Any) -> Iterator[str]:
         server.should_exit = True
         thread.join(15)
         sock.close()
+
+
+class FixedReplyGenerator:
+    """The real tokenizer and a fixed reply (then the end token): for replies the tiny model would not
+    reliably write. Records each batch it was asked for. Stands in for HFGenerator in server tests."""
+
+    def __init__(self, real: Any, reply: str) -> None:
+        self.name, self.tokenizer, self.context_tokens = "scripted", real.tokenizer, real.context_tokens
+        self.end_token_ids, self.pad_token_id = real.end_token_ids, real.pad_token_id
+        self.reply_ids = [*real.tokenizer.encode(reply, add_special_tokens=False), min(real.end_token_ids)]
+        self.batches: list[list[list[int]]] = []
+
+    def generate(self, prompts: list[list[int]], sampling: Any) -> list[Any]:
+        from orchard_envs.agents.hf_backend import Generation
+
+        self.batches.append(prompts)
+        ids = self.reply_ids
+        return [Generation(list(ids), [-0.5] * len(ids), "stop", len(prompt)) for prompt in prompts]

@@ -16,8 +16,8 @@ from orchard_envs.runner import run_episode
 
 
 @pytest.fixture(scope="module")
-def generator() -> HFGenerator:
-    return HFGenerator()
+def generator(hf_generator: HFGenerator) -> HFGenerator:
+    return hf_generator
 
 
 @pytest.fixture(scope="module")

@@ -7,17 +7,14 @@ at 16 new tokens or fewer so the file takes seconds.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import require
 
 from orchard_envs.agents.base import ContextOverflow
 from orchard_envs.agents.hf import HFAgent
 from orchard_envs.agents.hf_backend import Generation, HFGenerator, Sampling
 from orchard_envs.agents.prompt_ledger import without_end_token
-from orchard_envs.errors import ConfigError
 from orchard_envs.runner import _Progress
 
 torch = pytest.importorskip("torch")
@@ -29,18 +26,8 @@ POEM = "Write a long poem about the sea and the sky and everything in between, p
 
 
 @pytest.fixture(scope="module")
-def generator() -> Iterator[HFGenerator]:
-    try:
-        loaded = HFGenerator(device="cpu")
-    except ConfigError as exc:  # the embedded GGUF package is missing
-        require(False, str(exc))
-        raise
-    # One intra-op thread: under pytest-xdist (or beside other jobs) several workers share few cores, and
-    # torch's spinning thread pool then runs a forward pass ~10x slower than a single thread does.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield loaded
-    torch.set_num_threads(threads)
+def generator(hf_generator: HFGenerator) -> HFGenerator:
+    return hf_generator
 
 
 def prompt(generator: HFGenerator, question: str) -> list[int]:

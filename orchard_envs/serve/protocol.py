@@ -1,0 +1,138 @@
+"""The subset of OpenAI's chat-completions request that orchard-serve understands, validated up front.
+
+Unknown fields are ignored (clients send `user`, `metadata`, penalties...), as OpenAI-compatible servers
+commonly do; fields we do read are checked strictly, so a bad value is a 400 that names it rather than a
+surprise later. Errors use OpenAI's body shape so the `openai` client raises its usual exception types.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+MAX_N = 16
+MAX_STOPS = 8
+
+
+class APIError(Exception):
+    """An error answered as OpenAI does: `{"error": {"message", "type", "param", "code"}}`."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+class FunctionCall(BaseModel):
+    name: str
+    arguments: str  # JSON text, as OpenAI sends it
+
+
+class ToolCall(BaseModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+    name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _text_parts_only(cls, content: Any) -> Any:
+        if isinstance(content, list):
+            for part in content:
+                if part.get("type") != "text" or not isinstance(part.get("text"), str):
+                    raise ValueError("only text content parts are supported ({'type': 'text', 'text': ...})")
+        return content
+
+    @model_validator(mode="after")
+    def _content_where_required(self) -> Message:
+        if self.content is None and self.role != "assistant":  # an empty reply may come back as null
+            raise ValueError(f"a {self.role} message needs content")
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a tool message needs tool_call_id")
+        return self
+
+    def for_template(self) -> dict[str, Any]:
+        """The message as `ChatFormat` takes it; `developer` is OpenAI's newer name for `system`."""
+        message = self.model_dump(exclude_none=True)
+        if self.role == "developer":
+            message["role"] = "system"
+        if self.content is None:
+            message["content"] = None
+        return message
+
+
+class FunctionSpec(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class Tool(BaseModel):
+    type: Literal["function"]
+    function: FunctionSpec
+
+
+class ChatCompletionRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: str | None = None
+    messages: list[Message] = Field(min_length=1)
+    tools: list[Tool] | None = None
+    tool_choice: Literal["auto", "none"] | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    n: int | None = Field(None, ge=1, le=MAX_N)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)  # accepted; the top lists come back empty
+    return_token_ids: bool | None = None  # vLLM's extension: prompt_token_ids + choices[i].token_ids
+    stream: bool | None = None
+
+    @field_validator("tool_choice", mode="before")
+    @classmethod
+    def _no_forced_tools(cls, choice: Any) -> Any:
+        if choice is not None and choice not in ("auto", "none"):
+            raise ValueError("tool_choice must be 'auto' or 'none'; forcing a tool call is not supported")
+        return choice
+
+    @field_validator("stop")
+    @classmethod
+    def _stops(cls, stop: str | list[str] | None) -> str | list[str] | None:
+        stops = [stop] if isinstance(stop, str) else stop or []
+        if len(stops) > MAX_STOPS or any(not s for s in stops):
+            raise ValueError(f"stop takes at most {MAX_STOPS} non-empty strings")
+        return stop
+
+    def stops(self) -> tuple[str, ...]:
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
+
+    def template_tools(self) -> list[dict[str, Any]]:
+        """The tools the model is offered: none when the client said tool_choice 'none'."""
+        if self.tool_choice == "none" or not self.tools:
+            return []
+        return [tool.model_dump(exclude_none=True) for tool in self.tools]
