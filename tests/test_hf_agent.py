@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import gymnasium as gym
 import pytest
+from helpers import assert_round_trips
 from test_runner import HARNESSES, TASK
 
 from orchard_envs.agents import get_agent
 from orchard_envs.agents.hf import HFAgent
 from orchard_envs.agents.hf_backend import HFGenerator
-from orchard_envs.episodes import EpisodeWriter, load_dataset, read_episodes
 from orchard_envs.errors import ConfigError
 from orchard_envs.harnesses import get_harness
 from orchard_envs.runner import run_episode
@@ -44,14 +44,7 @@ def test_smollm2_runs_an_swe_episode_token_in_token_out(env, generator, harness,
     assert [turn.extends_previous for turn in episode.turns] == [None] + [True] * (len(episode.turns) - 1)
     assert meta.tokens["prefix_breaks"] == 0
     assert meta.tokens["completion"] == sum(len(turn.token_ids) for turn in episode.turns)
-
-    path = tmp_path / "episodes.jsonl"
-    with EpisodeWriter(path) as writer:
-        writer.write(episode)
-    (loaded,) = read_episodes(path)
-    assert loaded.turns == episode.turns and loaded.messages == episode.messages
-    row = load_dataset(path, cache_dir=str(tmp_path / "hf"))[0]
-    assert row["turns"][0]["token_ids"] == episode.turns[0].token_ids
+    assert_round_trips(episode, tmp_path)
 
 
 def test_a_prompt_beyond_the_window_ends_the_episode_as_context_limit(env, generator, monkeypatch):

@@ -9,13 +9,12 @@ import gymnasium as gym
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from helpers import FixedReplyGenerator, serving
+from helpers import FixedReplyGenerator, assert_round_trips, serving
 
 from orchard_envs.agents import get_agent
 from orchard_envs.agents.base import ContextOverflow
 from orchard_envs.agents.hf_backend import HFGenerator
 from orchard_envs.agents.openai_agent import OpenAIAgent
-from orchard_envs.episodes import EpisodeWriter, read_episodes
 from orchard_envs.episodes.schema import STATUSES
 from orchard_envs.errors import BackendUnavailable, ConfigError
 from orchard_envs.harnesses import get_harness
@@ -192,9 +191,4 @@ def test_episodes_through_orchard_serve(env, url, harness, tmp_path, no_openai_e
     assert episode.turns and all(t.token_ids and t.prompt_token_ids for t in episode.turns)
     assert all(len(t.logprobs) == len(t.token_ids) for t in episode.turns)
     assert meta.tokens["completion"] == sum(len(t.token_ids) for t in episode.turns)
-    path = tmp_path / "episodes.jsonl"
-    with EpisodeWriter(path) as writer:
-        writer.write(episode)
-    (loaded,) = read_episodes(path)
-    assert loaded.messages == episode.messages and loaded.turns == episode.turns
-    assert loaded.metadata.status == meta.status
+    assert_round_trips(episode, tmp_path)

@@ -7,10 +7,11 @@ import sys
 
 import gymnasium as gym
 import pytest
+from helpers import assert_round_trips
 
 from orchard_envs.agents import get_agent
 from orchard_envs.agents.base import Agent, AssistantTurn
-from orchard_envs.episodes import EpisodeWriter, load_dataset, read_episodes
+from orchard_envs.episodes import EpisodeWriter, read_episodes
 from orchard_envs.errors import ConfigError
 from orchard_envs.harnesses import get_harness
 from orchard_envs.runner import run_episode
@@ -42,13 +43,7 @@ def test_every_harness_runs_the_scripted_agents(env, harness, agent, reward, tmp
     assert meta.steps >= 1 and meta.format_errors == 0 and meta.seed == 1
     assert bool(meta.patch) == (agent == "oracle")  # the graded diff rides along, for SWE-bench predictions
     assert episode.messages[0]["role"] == "system" and episode.messages[1]["role"] == "user"
-    path = tmp_path / "episodes.jsonl"
-    with EpisodeWriter(path) as writer:
-        writer.write(episode)
-    (loaded,) = read_episodes(path)
-    assert loaded.messages == episode.messages and loaded.metadata.reward == reward
-    dataset = load_dataset(path, cache_dir=str(tmp_path / "hf"))
-    assert dataset[0]["messages"] == episode.messages and dataset[0]["tools"] == episode.tools
+    assert_round_trips(episode, tmp_path)
 
 
 def test_replay_reproduces_a_recorded_episode(env, tmp_path):
