@@ -64,22 +64,34 @@ class Agent(ABC):
     def act(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> AssistantTurn: ...
 
 
+END_TOOLS = ("submit", "finish")  # the tool that ends an episode: SWE submits, Claw finishes with a reply
+
+
+def end_action(tool_names: list[str]) -> dict[str, Any]:
+    """The action that ends an episode of an env with these tools (an empty reply where one is expected)."""
+    if "finish" in tool_names and "submit" not in tool_names:
+        return {"name": "finish", "arguments": {"answer": ""}}
+    return {"name": "submit", "arguments": {}}
+
+
 class ScriptedAgent(Agent):
-    """Plays a list of env actions planned at `start`, each rendered by the harness; then submits."""
+    """Plays a list of env actions planned at `start`, each rendered by the harness; then ends the episode."""
 
     def __init__(self) -> None:
         self._turns: list[AssistantTurn] = []
         self._encode: Callable[[dict[str, Any]], AssistantTurn] | None = None
+        self._end: dict[str, Any] = end_action([])
 
     def start(self, context: EpisodeContext) -> None:
         self._encode = context.encode
+        self._end = end_action(context.tool_names)
         self._turns = [context.encode(action) for action in self.plan(context)]
 
     def plan(self, context: EpisodeContext) -> list[dict[str, Any]]:
-        return [{"name": "submit", "arguments": {}}]
+        return [end_action(context.tool_names)]
 
     def act(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> AssistantTurn:
         if self._turns:
             return self._turns.pop(0)
         assert self._encode is not None, "start() was not called"
-        return self._encode({"name": "submit", "arguments": {}})  # the plan ran out: end the episode
+        return self._encode(self._end)  # the plan ran out: end the episode

@@ -6,15 +6,25 @@ import importlib
 import random
 from typing import Any
 
-from orchard_envs.agents.base import Agent, AssistantTurn, EpisodeContext, ScriptedAgent
+from orchard_envs.agents.base import (
+    END_TOOLS,
+    Agent,
+    AssistantTurn,
+    EpisodeContext,
+    ScriptedAgent,
+    end_action,
+)
 from orchard_envs.errors import ConfigError
 
 # Per env id, the function that plans a solution from the hidden task: plan(task, tool_names) -> actions.
-ORACLE_PLANS: dict[str, str] = {"orchard/SWE-v0": "orchard_envs.agents.swe_oracle:plan"}
+ORACLE_PLANS: dict[str, str] = {
+    "orchard/SWE-v0": "orchard_envs.agents.swe_oracle:plan",
+    "orchard/Claw-v0": "orchard_envs.agents.claw_oracle:plan",
+}
 
 
 class NoopAgent(ScriptedAgent):
-    """Submits at once: every task must score 0 with it."""
+    """Ends the episode at once (submits; or finishes with an empty reply): every task must score 0."""
 
     name = "noop"
 
@@ -63,13 +73,14 @@ class RandomAgent(ScriptedAgent):
         self.rng, self.steps = random.Random(seed), steps
 
     def plan(self, context: EpisodeContext) -> list[dict[str, Any]]:
-        names = [n for n in context.tool_names if n != "submit"] or ["submit"]
+        end = end_action(context.tool_names)
+        names = [n for n in context.tool_names if n not in END_TOOLS] or [end["name"]]
         words = ["ls", "pwd", "cat README*", "x", "", "view", "/", "1"]
         actions = [
             {"name": self.rng.choice(names), "arguments": {"command": self.rng.choice(words)}}
             for _ in range(self.steps)
         ]
-        return [*actions, {"name": "submit", "arguments": {}}]
+        return [*actions, end]
 
 
 def replay_from(path: str, episode_id: str | None = None) -> ReplayAgent:

@@ -58,6 +58,12 @@ def elide_old_observations(
     return out
 
 
+def end_tool(tools: list[dict[str, Any]]) -> str:
+    """The tool that ends this env's episodes, named in prompts: `submit` (SWE) or `finish` (Claw)."""
+    names = [tool["function"]["name"] for tool in tools]
+    return "finish" if "finish" in names and "submit" not in names else "submit"
+
+
 class Harness(ABC):
     name: ClassVar[str]
 

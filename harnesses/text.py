@@ -9,7 +9,7 @@ from typing import Any
 
 from orchard_envs.agents.base import AssistantTurn
 from orchard_envs.errors import ConfigError
-from orchard_envs.harnesses.base import Action, Call, FormatError, Harness
+from orchard_envs.harnesses.base import Action, Call, FormatError, Harness, end_tool
 from orchard_envs.text import clip
 
 REACT_SYSTEM = """\
@@ -17,7 +17,7 @@ You are an autonomous agent. Think step by step, then act. End every reply with 
 
 <tool_call>{{"name": "<tool>", "arguments": {{...}}}}</tool_call>
 
-You see its result before your next reply. When the task is done, call `submit`. Tools (JSON schemas):
+You see its result before your next reply. When the task is done, call `{end}`. Tools (JSON schemas):
 {tools}"""
 
 BASH_SYSTEM = """\
@@ -45,7 +45,7 @@ class ReactHarness(Harness):
     def start(self, instruction: str, tools: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
         schemas = "\n".join(json.dumps(tool["function"]) for tool in tools)
         return [
-            {"role": "system", "content": REACT_SYSTEM.format(tools=schemas)},
+            {"role": "system", "content": REACT_SYSTEM.format(tools=schemas, end=end_tool(tools))},
             {"role": "user", "content": instruction},
         ], tools
 

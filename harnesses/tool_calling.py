@@ -7,24 +7,27 @@ import uuid
 from typing import Any
 
 from orchard_envs.agents.base import AssistantTurn
-from orchard_envs.harnesses.base import Action, Call, FormatError, Harness
+from orchard_envs.harnesses.base import Action, Call, FormatError, Harness, end_tool
 from orchard_envs.text import clip
 
 SYSTEM = (
     "You are an autonomous agent. Solve the task using the tools. Call exactly the tools you need, one or "
-    "more per reply; you see each result before your next reply. When the task is done, call `submit`."
+    "more per reply; you see each result before your next reply. When the task is done, call `{end}`."
 )
 
 
 class ToolCallingHarness(Harness):
     name = "tool-calling"
+    _end = "submit"
 
     def start(self, instruction: str, tools: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
-        return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": instruction}], tools
+        self._end = end_tool(tools)
+        system = SYSTEM.format(end=self._end)
+        return [{"role": "system", "content": system}, {"role": "user", "content": instruction}], tools
 
     def parse(self, turn: AssistantTurn) -> list[Call] | FormatError:
         if not turn.tool_calls:
-            return FormatError("reply with a tool call (call `submit` when you are done)")
+            return FormatError(f"reply with a tool call (call `{self._end}` when you are done)")
         # Arguments stay as the model wrote them (JSON text): the env parses them and explains mistakes.
         return [
             Call(

@@ -107,7 +107,8 @@ class _Progress:
         return {**self.tokens, "prefix_breaks": sum(t.extends_previous is False for t in self.turns)}
 
     def episode(self, messages, tools, reset_info, env_id, harness, agent, seed, seconds) -> Episode:
-        grading = self.info.get("grading") or {}
+        grading = self.info.get("grading") or {}  # an env's verdict: SWE's tests, Claw's checks
+        tests_only = {"tests": float(self.reward)} if grading else {}
         task = reset_info.get("task") or {}
         metadata = EpisodeMetadata(
             env_id=env_id,
@@ -120,8 +121,8 @@ class _Progress:
             sampling=dict(agent.sampling),
             seed=seed,
             reward=float(self.reward),
-            reward_breakdown={"tests": float(self.reward)} if grading else {},
-            resolved=grading.get("status") == "resolved" if grading else None,
+            reward_breakdown=grading.get("reward_breakdown") or tests_only,
+            resolved=grading.get("resolved", grading.get("status") == "resolved") if grading else None,
             status=self.status or "error",
             steps=self.steps,
             format_errors=self.format_errors,
