@@ -1,4 +1,4 @@
-"""`orchard-tasks`: build, list and check task suites. `orchard-tasks swe --help` for the SWE commands."""
+"""`orchard-tasks`: build, list and check task suites (`orchard-tasks swe --help`, `... claw --help`)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import typer
 from orchard_envs.cli_support import fail as cli_fail
 from orchard_envs.cli_support import parse_options, typer_app
 from orchard_envs.errors import OrchardError
+from orchard_envs.tasks.claw.cli import claw
 
 if TYPE_CHECKING:
     from orchard_envs.episodes import Episode
@@ -22,6 +23,7 @@ swe = typer.Typer(
     help="SWE suites: instances of real repositories graded by their tests.", no_args_is_help=True
 )
 app.add_typer(swe, name="swe")
+app.add_typer(claw, name="claw")
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 ENVIRONMENTS: dict[str, str] = {
     "orchard/SWE-v0": "orchard_envs.envs.swe:SWEEnv",
+    "orchard/Claw-v0": "orchard_envs.envs.claw:ClawEnv",
 }
 
 
