@@ -33,3 +33,14 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
         except json.JSONDecodeError:
             options[key.strip()] = value
     return options
+
+
+def agent_from_flags(program: str, name: str, options: list[str]) -> Any:
+    """The agent named on a command line with its `--option key=value` flags; mistakes exit with one line."""
+    from orchard_envs.agents import get_agent
+    from orchard_envs.errors import OrchardError
+
+    try:
+        return get_agent(name, **parse_options(options))
+    except (ValueError, OrchardError) as exc:
+        fail(program, str(exc))

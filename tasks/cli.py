@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
+from orchard_envs.cli_support import agent_from_flags, typer_app
 from orchard_envs.cli_support import fail as cli_fail
-from orchard_envs.cli_support import parse_options, typer_app
 from orchard_envs.errors import OrchardError
 from orchard_envs.tasks.claw.cli import claw
 
@@ -125,15 +125,10 @@ def _episodes(
     """Run `agent` through `harness` over the instances: all, the named ones, or the first `limit`."""
     import gymnasium as gym
 
-    from orchard_envs.agents import get_agent
     from orchard_envs.harnesses import get_harness
     from orchard_envs.runner import run_episode
 
-    try:
-        agent_options = parse_options(options)
-    except ValueError as exc:
-        fail(str(exc))
-    scaffold, policy = get_harness(harness), get_agent(agent, **agent_options)
+    scaffold, policy = get_harness(harness), agent_from_flags("orchard-tasks", agent, options)
     env = gym.make(
         "orchard/SWE-v0",
         suite=suite,

@@ -156,3 +156,22 @@ def test_the_react_harness_drives_claw_too(env, task_id):
 def test_bash_only_refuses_claw_with_a_clear_message(env):
     with pytest.raises(ConfigError, match="needs an env with 'bash' and 'submit'"):
         run_episode(env, get_harness("bash-only"), get_agent("noop"), task_id=SUITE[0].task_id)
+
+
+def test_claw_cli_runs_trials_reports_pass_at_k_and_checks_tasks(tmp_path):
+    import subprocess
+    import sys
+
+    from orchard_envs.episodes import read_episodes
+
+    cli = [sys.executable, "-m", "orchard_envs.tasks.cli", "claw"]
+    out = tmp_path / "episodes.jsonl"
+    run = [*cli, "run", "--agent", "oracle", "--out", str(out), "--split", "test", "--limit", "2"]
+    done = subprocess.run([*run, "--trials", "2"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "2 tasks x 2: pass@2 1.000, pass^2 1.000" in done.stdout
+    assert len(list(read_episodes(out))) == 4
+    checked = subprocess.run([*cli, "check", "--task", SUITE[0].task_id], capture_output=True, text=True)
+    assert checked.returncode == 0 and "1 tasks: 0 problems" in checked.stdout
+    bad = subprocess.run([*run, "--option", "speed=1"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "agent 'oracle'" in bad.stderr and "Traceback" not in bad.stderr

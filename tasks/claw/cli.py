@@ -71,6 +71,51 @@ def check(
 
 
 @claw.command()
+def run(
+    out: Path = typer.Option(..., help="JSONL file the episodes are appended to (one per line)."),
+    agent: str = typer.Option("hf", help="Agent: hf, openai, vllm, oracle, noop, random, replay."),
+    option: list[str] = typer.Option([], help="Agent option key=value (repeatable), e.g. max_new_tokens=64."),
+    harness: str = typer.Option("tool-calling", help="Harness: tool-calling or react."),
+    suite: str = SUITE,
+    split: str | None = SPLIT,
+    task: list[str] = typer.Option([], help="Only this task id (repeatable)."),
+    limit: int | None = typer.Option(None, min=1, help="Only the first N tasks."),
+    trials: int = typer.Option(3, min=1, help="Episodes per task: pass@k and pass^k use k = trials."),
+) -> None:
+    """Run an agent over a suite `trials` times per task, record every episode, report pass@k and pass^k."""
+    import gymnasium as gym
+
+    from orchard_envs.cli_support import agent_from_flags
+    from orchard_envs.episodes import EpisodeWriter
+    from orchard_envs.harnesses import get_harness
+    from orchard_envs.runner import run_episode
+    from orchard_envs.tasks.claw.checks import pass_at_k, pass_hat_k
+
+    policy = agent_from_flags("orchard-tasks", agent, option)
+    outcomes: dict[str, list[bool]] = {}
+    try:
+        scaffold = get_harness(harness)
+        with (
+            gym.make("orchard/Claw-v0", suite=suite, split=split, task_ids=task or None) as env,
+            EpisodeWriter(out) as writer,
+        ):
+            for claw_task in env.unwrapped.tasks[:limit]:
+                for trial in range(trials):
+                    episode = run_episode(env, scaffold, policy, task_id=claw_task.task_id, seed=trial)
+                    writer.write(episode)
+                    meta = episode.metadata
+                    outcomes.setdefault(claw_task.task_id, []).append(meta.resolved is True)
+                    typer.echo(f"{claw_task.task_id}\ttrial {trial}\t{meta.status}\tscore={meta.reward:.2f}")
+    except OrchardError as exc:
+        fail(str(exc))
+    runs = list(outcomes.values())
+    at_k = sum(pass_at_k(len(r), sum(r), trials) for r in runs) / len(runs)
+    hat_k = sum(pass_hat_k(r, trials) for r in runs) / len(runs)
+    summary = f"{len(runs)} tasks x {trials}: pass@{trials} {at_k:.3f}, pass^{trials} {hat_k:.3f}"
+    typer.echo(f"{summary}; episodes in {out}")
+
+
+@claw.command()
 def generate(
     out: Path = typer.Option(..., help="JSONL file to write the suite to (replaced)."),
     seed: int = typer.Option(0, help="Generation seed: the same seed gives the same suite."),
