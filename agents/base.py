@@ -6,6 +6,7 @@ actions rendered into turns by the harness (`EpisodeContext.encode`), so they wo
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,6 +60,15 @@ class Agent(ABC):
 
     def start(self, context: EpisodeContext) -> None:
         """Called before the first turn of each episode; models ignore it, scripted agents plan here."""
+
+    def preflight(self) -> None:
+        """Fail fast (ConfigError) when the agent cannot work at all, e.g. its endpoint is unreachable,
+        before a run records hundreds of failed episodes."""
+
+    def clone(self) -> Agent:
+        """An agent for another concurrent episode: shares what is heavy and read-only (a loaded model, an
+        HTTP client), not per-episode state. Subclasses with mutable per-episode objects override this."""
+        return copy.copy(self)
 
     @abstractmethod
     def act(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> AssistantTurn: ...

@@ -11,6 +11,8 @@ from orchard_envs.agents.token_policy import TokenPolicy
 
 
 class HFAgent(TokenPolicy):
+    """A local transformers model (default: the embedded SmolLM2-135M-Instruct), token in, token out."""
+
     name = "hf"
 
     def __init__(

@@ -71,6 +71,23 @@ class OpenAIAgent(Agent):
         options = {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens, "seed": seed}
         self.sampling = {key: value for key, value in options.items() if value is not None}
 
+    def preflight(self) -> None:
+        import openai
+
+        try:
+            self.client.with_options(timeout=10, max_retries=1).models.list()
+        except openai.APIConnectionError as exc:
+            raise ConfigError(
+                f"cannot reach the model server at {self._where()} ({exc}); start it, or fix base_url / "
+                "OPENAI_BASE_URL"
+            ) from exc
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+            raise ConfigError(
+                f"{self._where()} refused the API key: pass api_key=... or set OPENAI_API_KEY"
+            ) from exc
+        except openai.APIStatusError:
+            pass  # some servers have no /models; the first real request will tell
+
     def start(self, context: EpisodeContext) -> None:
         self._turn = 0
 

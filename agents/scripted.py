@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib
 import random
 from typing import Any
@@ -72,6 +73,11 @@ class RandomAgent(ScriptedAgent):
         super().__init__()
         self.rng, self.steps = random.Random(seed), steps
 
+    def clone(self) -> RandomAgent:
+        twin = copy.copy(self)
+        twin.rng = copy.deepcopy(self.rng)  # each concurrent episode draws from its own generator
+        return twin
+
     def plan(self, context: EpisodeContext) -> list[dict[str, Any]]:
         end = end_action(context.tool_names)
         names = [n for n in context.tool_names if n not in END_TOOLS] or [end["name"]]
@@ -84,7 +90,7 @@ class RandomAgent(ScriptedAgent):
 
 
 def replay_from(path: str, episode_id: str | None = None) -> ReplayAgent:
-    """A replay agent for one episode of an episode file (the first, or the one with this id)."""
+    """Replays a recorded episode's assistant turns (path=, episode_id=): debugging, regression tests."""
     from orchard_envs.episodes import read_episodes
 
     for episode in read_episodes(path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from abc import abstractmethod
 from typing import Any
 
@@ -22,6 +23,11 @@ class TokenPolicy(Agent):
         self.chat, self.end_ids = chat, end_ids
         self.ledger = PromptLedger(chat)
         self.turn_index = 0
+
+    def clone(self) -> TokenPolicy:
+        twin = copy.copy(self)
+        twin.ledger = PromptLedger(self.chat)  # the model is shared; the episode's prompts are not
+        return twin
 
     def start(self, context: EpisodeContext) -> None:
         self.ledger.reset()

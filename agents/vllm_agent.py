@@ -37,6 +37,8 @@ def _configured_eos(path: str) -> int | list[int] | None:
 
 
 class VLLMAgent(TokenPolicy):
+    """In-process vLLM (the vllm extra), token in, token out like hf."""
+
     name = "vllm"
 
     def __init__(

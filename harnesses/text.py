@@ -40,6 +40,8 @@ def _names(tools: list[dict[str, Any]]) -> list[str]:
 
 
 class ReactHarness(Harness):
+    """A thought, then one <tool_call>{json}</tool_call>; tools described in the prompt (any model)."""
+
     name = "react"
 
     def start(self, instruction: str, tools: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
@@ -76,6 +78,8 @@ class ReactHarness(Harness):
 
 
 class BashOnlyHarness(Harness):
+    """mini-swe-agent style: one ```bash block per reply in the env's shell; a sentinel line submits."""
+
     name = "bash-only"
 
     def check_tools(self, tools: list[dict[str, Any]]) -> None:

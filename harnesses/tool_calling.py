@@ -17,6 +17,8 @@ SYSTEM = (
 
 
 class ToolCallingHarness(Harness):
+    """Native OpenAI function calling: every env tool offered through the API."""
+
     name = "tool-calling"
     _end = "submit"
 

@@ -35,12 +35,21 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
     return options
 
 
-def agent_from_flags(program: str, name: str, options: list[str]) -> Any:
+def agent_from_flags(program: str, name: str, flags: list[str]) -> Any:
     """The agent named on a command line with its `--option key=value` flags; mistakes exit with one line."""
+    try:
+        options = parse_options(flags)
+    except ValueError as exc:
+        fail(program, str(exc))
+    return build_agent(program, name, options)
+
+
+def build_agent(program: str, name: str, options: dict[str, Any]) -> Any:
+    """A registered agent for a command line: an unknown name or option exits with one line."""
     from orchard_envs.agents import get_agent
     from orchard_envs.errors import OrchardError
 
     try:
-        return get_agent(name, **parse_options(options))
-    except (ValueError, OrchardError) as exc:
+        return get_agent(name, **options)
+    except OrchardError as exc:
         fail(program, str(exc))

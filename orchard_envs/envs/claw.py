@@ -33,6 +33,8 @@ MAX_OBSERVATION = 20_000
 
 
 class ClawEnv(gym.Env[str, str]):
+    """A personal-assistant request per episode: tool calls hit real mock services; graded on their state."""
+
     metadata = {"render_modes": ["ansi"], "render_fps": 1}
 
     def __init__(

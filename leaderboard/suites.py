@@ -1,0 +1,81 @@
+"""Suites the bench can run, whatever env they belong to: a name or a user's file -> env id + tasks."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchard_envs.errors import ConfigError, OrchardError
+
+BUNDLED = {
+    "swe-mini": ("orchard/SWE-v0", "80 real bugs injected into 10 PyPI libraries, graded by their tests"),
+    "claw-mini": ("orchard/Claw-v0", "180 personal-assistant tool tasks over 7 mock services, 10 families"),
+}
+
+
+@dataclass(frozen=True)
+class Task:
+    task_id: str
+    category: str
+    split: str | None
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    env_id: str
+    tasks: tuple[Task, ...]
+    version: str  # sha256 of the tasks' content: a resumed run must see the same suite
+
+    def env_kwargs(self, split: str | None, task_ids: list[str] | None) -> dict[str, object]:
+        """gym.make keywords that select this suite (the envs name their task filter differently)."""
+        kwargs: dict[str, object] = {"suite": self.name, "split": split}
+        if task_ids:
+            kwargs["instance_ids" if self.env_id == "orchard/SWE-v0" else "task_ids"] = task_ids
+        return kwargs
+
+
+def load(name_or_path: str, split: str | None = None) -> Suite:
+    """A bundled suite by name, or a user's file: a SWE instance file or a Claw task file/folder."""
+    env_id = BUNDLED.get(name_or_path, (None,))[0] or _guess_env(Path(name_or_path))
+    try:
+        if env_id == "orchard/SWE-v0":
+            from orchard_envs.tasks.swe.instance import load_suite as load_swe
+
+            loaded = load_swe(name_or_path, split)
+            tasks = [Task(i.instance_id, i.repo, i.split) for i in loaded]
+            content = [i.model_dump(mode="json") for i in loaded]
+        else:
+            from orchard_envs.tasks.claw.task import load_suite as load_claw
+
+            loaded_claw = load_claw(name_or_path, split)
+            tasks = [Task(t.task_id, t.category, t.split) for t in loaded_claw]
+            content = [t.model_dump(mode="json") for t in loaded_claw]
+    except OrchardError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read suite {name_or_path!r}: {exc}") from exc
+    digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+    return Suite(str(name_or_path), env_id, tuple(tasks), digest)
+
+
+def _guess_env(path: Path) -> str:
+    if not path.exists():
+        raise ConfigError(
+            f"unknown suite {str(path)!r}: use a bundled one ({', '.join(BUNDLED)}) or a path to a suite file"
+        )
+    if path.is_dir() or path.suffix in (".yaml", ".yml"):
+        return "orchard/Claw-v0"
+    with path.open() as handle:
+        first = handle.readline()
+    try:
+        row = json.loads(first)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: line 1 is not JSON ({exc.msg}); a suite is one task per line") from None
+    if isinstance(row, dict) and "instance_id" in row:
+        return "orchard/SWE-v0"
+    if isinstance(row, dict) and "task_id" in row:
+        return "orchard/Claw-v0"
+    raise ConfigError(f"{path}: neither a SWE instance file (instance_id) nor a Claw suite (task_id)")
