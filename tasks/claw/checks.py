@@ -1,4 +1,6 @@
-"""Grading a Claw episode: the deterministic checks of docs/claw.md, the scoring formula, pass@k and pass^k.
+"""Grading a Claw episode: the deterministic checks of docs/claw.md and the scoring formula.
+
+pass@k and pass^k over trials live in `orchard_envs.leaderboard.stats`, shared with `orchard-bench`.
 
 Everything here is a pure function of (task, final state, call trace, final answer), so the same episode
 always gets the same score and a task's reference plans can be graded without any service running.
@@ -15,9 +17,7 @@ Choices the contract leaves open, made here:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
-from fractions import Fraction
 from typing import Any
 
 from pydantic import BaseModel
@@ -208,21 +208,3 @@ def evaluate(task: ClawTask, state: State, trace: Trace, answer: str) -> Score:
         safety_checks=safety_checks,
     )
 
-
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k from n trials with c passes: 1 - C(n-c, k) / C(n, k); 1.0 when n - c < k."""
-    if not 0 <= c <= n or not 1 <= k <= n:
-        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
-    if n - c < k:
-        return 1.0
-    return float(1 - Fraction(math.comb(n - c, k), math.comb(n, k)))
-
-
-def pass_hat_k(results: Sequence[bool], k: int) -> float:
-    """pass^k as used here: 1.0 if each of the first k trials (in the order run) passed, else 0.0.
-
-    Averaged over tasks this is the share of tasks solved k times in a row, the reliability Claw-Eval
-    reports; it needs at least k trials."""
-    if k < 1 or len(results) < k:
-        raise ValueError(f"pass^k needs k >= 1 and at least k trials, got k={k} and {len(results)} trials")
-    return 1.0 if all(results[:k]) else 0.0

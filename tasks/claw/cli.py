@@ -88,8 +88,8 @@ def run(
     from orchard_envs.cli_support import agent_from_flags
     from orchard_envs.episodes import EpisodeWriter
     from orchard_envs.harnesses import get_harness
+    from orchard_envs.leaderboard.stats import pass_at_k, pass_hat_k
     from orchard_envs.runner import run_episode
-    from orchard_envs.tasks.claw.checks import pass_at_k, pass_hat_k
 
     policy = agent_from_flags("orchard-tasks", agent, option)
     outcomes: dict[str, list[bool]] = {}
@@ -110,7 +110,7 @@ def run(
         fail(str(exc))
     runs = list(outcomes.values())
     at_k = sum(pass_at_k(len(r), sum(r), trials) for r in runs) / len(runs)
-    hat_k = sum(pass_hat_k(r, trials) for r in runs) / len(runs)
+    hat_k = sum(pass_hat_k(len(r), sum(r), trials) for r in runs) / len(runs)
     summary = f"{len(runs)} tasks x {trials}: pass@{trials} {at_k:.3f}, pass^{trials} {hat_k:.3f}"
     typer.echo(f"{summary}; episodes in {out}")
 
