@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# Installs everything (scripts/setup.sh), then runs the main job on the embedded defaults:
-# the sandbox smoke checks, the oracle agent through orchard/SWE-v0 on swe-mini's test split, the Claw
-# check (oracle/noop/wrong plan on claw-mini's test split), then one episode of the default model
-# (SmolLM2-135M-Instruct, local, CPU) recorded token for token.
+# Installs everything (scripts/setup.sh), then runs the main job on the embedded defaults: the sandbox
+# smoke checks, then orchard-bench runs on the test splits (the oracle on swe-mini, oracle and noop on
+# claw-mini with 3 trials each, the local default model SmolLM2-135M-Instruct on 4 claw-mini tasks,
+# recorded token for token), the leaderboard of those runs and its HTML report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/orchard-env smoke
-.venv/bin/orchard-tasks swe check --suite swe-mini --split test "$@"
-.venv/bin/orchard-tasks claw check --suite claw-mini --split test
-mkdir -p runs
-exec .venv/bin/orchard-tasks swe run --agent hf --harness react --suite swe-mini --split test --limit 1 \
-  --max-steps 3 --option max_new_tokens=96 --out runs/demo-hf.jsonl
+# Re-running resumes: finished episodes are kept, only missing ones run.
+bench() { .venv/bin/orchard-bench "$@"; }
+bench run --suite swe-mini --split test --agent oracle -j 2 --out runs/demo/oracle-swe-mini
+bench run --suite claw-mini --split test --agent oracle -k 3 -j 2 --out runs/demo/oracle-claw-mini
+bench run --suite claw-mini --split test --agent noop -k 3 -j 2 --out runs/demo/noop-claw-mini
+bench run --suite claw-mini --split test --limit 4 --agent hf --option max_new_tokens=96 \
+  --out runs/demo/smollm2-claw-mini
+bench leaderboard runs/demo
+bench report runs/demo --out runs/demo/leaderboard.html
