@@ -14,9 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from orchard_envs.agents import get_agent
 from orchard_envs.errors import SandboxError
-from orchard_envs.harnesses import get_harness
 from orchard_envs.leaderboard.executor import EpisodeFactory, Job, run_local
 from orchard_envs.leaderboard.store import ResultsStore
 from orchard_envs.leaderboard.suites import load
@@ -126,10 +124,7 @@ class FlakyFactory(EpisodeFactory):
 def test_infra_faults_are_retried_on_a_fresh_env_and_counted(tmp_path):
     suite = load("claw-mini", "test")
     task = suite.tasks[0]
-    harness = lambda: get_harness("tool-calling")  # noqa: E731
-    factory = FlakyFactory(
-        suite.env_id, suite.env_kwargs("test", [task.task_id]), harness, get_agent("oracle")
-    )
+    factory = FlakyFactory(suite.env_id, suite.env_kwargs("test", [task.task_id]), "tool-calling", "oracle")
     results = []
     run_local([Job(task.task_id, 0)], factory, 1, lambda *r: results.append(r), threading.Event())
     ((_, episode, attempts),) = results
@@ -183,3 +178,44 @@ def test_an_incompatible_or_foreign_results_directory_is_left_untouched(tmp_path
         and "not empty" in done.stderr
         and sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
     )
+
+
+def test_swe_oracle_and_the_embedded_model_through_orchard_bench(tmp_path):
+    swe = tmp_path / "swe"
+    done = bench(
+        "run",
+        "--suite",
+        "swe-mini",
+        "--split",
+        "test",
+        "--limit",
+        "2",
+        "--agent",
+        "oracle",
+        "--out",
+        str(swe),
+    )
+    assert done.returncode == 0, done.stderr
+    assert [row[3] for row in outcomes(swe)] == [1, 1]
+
+    model = tmp_path / "smollm2"
+    done = bench(
+        "run",
+        *CLAW_TEST,
+        "--limit",
+        "1",
+        "--agent",
+        "hf",
+        "--option",
+        "max_new_tokens=16",
+        "--option",
+        "device=cpu",
+        "--harness-option",
+        "max_turns=3",
+        "--out",
+        str(model),
+    )
+    assert done.returncode == 0, done.stderr
+    (episode,) = ResultsStore.open(model).episodes()
+    assert episode.metadata.model == "SmolLM2-135M-Instruct" and episode.turns
+    assert all(turn.token_ids and turn.prompt_token_ids for turn in episode.turns)
