@@ -4,16 +4,28 @@
 
 The bare loop is `run_episode` over every (task, trial) on one env, nothing recorded. orchard-bench runs
 the same jobs through its executor and commits every episode to the results store (SQLite, one
-transaction each, WAL), as `orchard-bench run` does. Target overhead: <= 5%. Writes
-benchmarks/results/bench.json and the "bench" section of docs/benchmarks.md. Never a pass/fail test.
+transaction each, WAL), as `orchard-bench run` does. Target overhead: <= 5%. With Ray installed, the
+same jobs also run with `--executor ray` against a one-node Ray head started here (`ray start --head`),
+timed like `orchard-bench run --ray-address`: connecting, starting the actors and their envs included.
+Writes benchmarks/results/bench.json and the "bench" section of docs/benchmarks.md. Never a pass/fail test.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import gymnasium as gym
@@ -21,7 +33,8 @@ from common import machine, write_doc_section, write_results
 
 from orchard_envs.agents import get_agent
 from orchard_envs.harnesses import get_harness
-from orchard_envs.leaderboard.executor import EpisodeFactory, Job, run_local
+from orchard_envs.leaderboard.executor import EpisodeFactory, Job, OnResult, run_local
+from orchard_envs.leaderboard.ray_executor import run_ray
 from orchard_envs.leaderboard.store import ResultsStore
 from orchard_envs.leaderboard.suites import load
 from orchard_envs.runner import run_episode
@@ -36,12 +49,17 @@ def bare_loop(env_id: str, env_kwargs: dict, jobs: list[Job]) -> float:
         return time.perf_counter() - started
 
 
-def bench_run(env_id: str, env_kwargs: dict, jobs: list[Job], workers: int) -> float:
-    factory = EpisodeFactory(env_id, env_kwargs, lambda: get_harness("tool-calling"), get_agent("oracle"))
+Executor = Callable[[list[Job], EpisodeFactory, int, OnResult, threading.Event], None]
+
+
+def bench_run(
+    env_id: str, env_kwargs: dict, jobs: list[Job], workers: int, executor: Executor = run_local
+) -> float:
+    factory = EpisodeFactory(env_id, env_kwargs, "tool-calling", "oracle", shared_agent=get_agent("oracle"))
     with tempfile.TemporaryDirectory() as folder:
         store = ResultsStore.create_or_resume(Path(folder) / "run", {"suite": "bench", "k": 1})
         started = time.perf_counter()
-        run_local(
+        executor(
             jobs,
             factory,
             workers,
@@ -56,12 +74,50 @@ def bench_run(env_id: str, env_kwargs: dict, jobs: list[Job], workers: int) -> f
     return elapsed
 
 
+@contextlib.contextmanager
+def ray_head() -> Iterator[str]:
+    """A one-node Ray cluster on loopback for the length of the benchmark; its address."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    log = Path(temp) / "head.log"
+    command = [
+        str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", "--port", str(port),
+        "--node-ip-address", "127.0.0.1", "--num-cpus", str(os.cpu_count() or 1),
+        "--include-dashboard", "false", "--disable-usage-stats", "--temp-dir", temp,
+    ]  # fmt: skip
+    # a token of its own: the head requires it and this process's driver sends it
+    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=os.urandom(32).hex())
+    with log.open("w") as output:
+        head = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        while "Ray runtime started" not in log.read_text():
+            if head.poll() is not None:
+                raise RuntimeError(f"ray start failed:\n{log.read_text()}")
+            time.sleep(0.2)
+        yield f"127.0.0.1:{port}"
+    finally:
+        head.send_signal(signal.SIGTERM)  # its node processes share its fate
+        head.wait(timeout=60)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def ray_scaling(env_id: str, env_kwargs: dict, jobs: list[Job], workers: list[int]) -> dict[int, float]:
+    if importlib.util.find_spec("ray") is None:
+        return {}
+    with ray_head() as address:
+        on_ray = functools.partial(run_ray, address=address)
+        return {w: bench_run(env_id, env_kwargs, jobs, w, on_ray) for w in workers}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suite", default="claw-mini")
     parser.add_argument("--split", default="test")
     parser.add_argument("-k", type=int, default=2)
     parser.add_argument("--workers", default="1,2,4,8")
+    parser.add_argument("--ray-workers", default="1,2,4", help="-j values for --executor ray ('' skips)")
     args = parser.parse_args()
     suite = load(args.suite, args.split)
     jobs = [Job(t.task_id, trial, t.category) for t in suite.tasks for trial in range(args.k)]
@@ -69,6 +125,8 @@ def main() -> None:
     bare = min(bare_loop(suite.env_id, kwargs, jobs) for _ in range(2))
     one = min(bench_run(suite.env_id, kwargs, jobs, 1) for _ in range(2))
     scaling = {int(w): bench_run(suite.env_id, kwargs, jobs, int(w)) for w in args.workers.split(",")}
+    ray_workers = [int(w) for w in args.ray_workers.split(",") if w]
+    on_ray = ray_scaling(suite.env_id, kwargs, jobs, ray_workers)
     results = {
         "machine": machine(),
         "suite": args.suite,
@@ -77,10 +135,14 @@ def main() -> None:
         "bench_j1_s": one,
         "overhead": one / bare - 1,
         "scaling_s": scaling,
+        "ray_scaling_s": on_ray,
     }
     write_results("bench", results)
-    rows = ["| -j | seconds | episodes/min |", "|---|---|---|"]
-    rows += [f"| {w} | {s:.2f} | {60 * len(jobs) / s:.0f} |" for w, s in scaling.items()]
+    rows = ["| -j | seconds | episodes/min | ray: seconds | ray: episodes/min |", "|---|---|---|---|---|"]
+    for w in sorted(scaling.keys() | on_ray.keys()):
+        times = (scaling.get(w), on_ray.get(w))
+        cells = [f"{t:.2f} | {60 * len(jobs) / t:.0f}" if t else "- | -" for t in times]
+        rows.append(f"| {w} | {' | '.join(cells)} |")
     text = "\n".join(rows)
     print(f"bare {bare:.2f} s, bench -j1 {one:.2f} s, overhead {results['overhead']:+.1%}\n{text}")
     write_doc_section(
@@ -91,7 +153,9 @@ def main() -> None:
         f"Bare loop (`run_episode` on one env, nothing recorded): {bare:.2f} s; orchard-bench executor with "
         f"-j 1 committing every episode to SQLite: {one:.2f} s, overhead {results['overhead']:+.1%} (target "
         "<= 5%; best of two runs each). Scaling with -j (one env per worker; Claw oracle episodes are "
-        "CPU-bound, so 2 cores cap it):\n\n" + text,
+        "CPU-bound, so 2 cores cap it); the ray columns run the same jobs with `--executor ray` on a "
+        "one-node Ray head on this machine, connecting and starting the actors (each with its env) "
+        "included:\n\n" + text,
     )
 
 

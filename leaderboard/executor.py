@@ -3,6 +3,7 @@
 Infrastructure faults (a sandbox died, a service went down) are retried on a fresh env up to a limit and
 recorded apart from model failures; every finished job goes to `on_result` (the store commits it). A stop
 event ends the run between episodes: what has not finished is not recorded and runs again on resume.
+`EpisodeWorker` (one worker's env, harness, agent and that retry loop) is shared with the Ray executor.
 """
 
 from __future__ import annotations
@@ -10,13 +11,15 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import gymnasium as gym
 
+from orchard_envs.agents import get_agent
 from orchard_envs.agents.base import Agent
 from orchard_envs.episodes import Episode
+from orchard_envs.harnesses import get_harness
 from orchard_envs.harnesses.base import Harness
 from orchard_envs.runner import run_episode
 
@@ -30,18 +33,72 @@ class Job:
 
 @dataclass
 class EpisodeFactory:
-    """How a worker makes its own env, harness and agent (all three hold per-episode state)."""
+    """How a worker makes its own env, harness and agent (all three hold per-episode state).
+
+    Names and options only, so it pickles to another process or machine (a Ray actor builds its own from
+    it); `shared_agent`, when set, is an already-built agent that local workers clone instead, so a loaded
+    model is loaded once per process. `portable()` drops it before the factory leaves the process.
+    """
 
     env_id: str
     env_kwargs: dict[str, Any]
-    harness: Callable[[], Harness]
-    agent: Agent
+    harness_name: str
+    agent_name: str
+    harness_options: dict[str, Any] = field(default_factory=dict)
+    agent_options: dict[str, Any] = field(default_factory=dict)
+    shared_agent: Agent | None = None
 
     def env(self) -> gym.Env:
         return gym.make(self.env_id, **self.env_kwargs)
 
+    def harness(self) -> Harness:
+        return get_harness(self.harness_name, **self.harness_options)
+
+    def agent(self) -> Agent:
+        if self.shared_agent is not None:
+            return self.shared_agent.clone()
+        return get_agent(self.agent_name, **self.agent_options)
+
+    def portable(self) -> EpisodeFactory:
+        """This factory without the built agent: what crosses to another process (never a loaded model)."""
+        return replace(self, shared_agent=None)
+
 
 OnResult = Callable[[Job, Episode, int], None]  # job, episode, attempts
+
+
+class EpisodeWorker:
+    """One worker's env, harness and agent, and the infra-retry loop every executor runs a job with."""
+
+    def __init__(self, factory: EpisodeFactory) -> None:
+        self.factory = factory
+        self.env = factory.env()
+        try:
+            self.harness = factory.harness()
+            self.agent = factory.agent()
+        except BaseException:
+            self.env.close()
+            raise
+
+    def run(
+        self, job: Job, max_infra_retries: int, stop: threading.Event | None = None
+    ) -> tuple[Episode, int] | None:
+        """The job's episode and the attempts it took; None when `stop` came mid-retry (left for resume)."""
+        attempts = 0
+        while True:
+            attempts += 1
+            episode = run_episode(self.env, self.harness, self.agent, task_id=job.task_id, seed=job.trial)
+            stopping = stop is not None and stop.is_set()
+            if episode.metadata.status != "infra_error" or attempts > max_infra_retries or stopping:
+                break
+            self.env.close()  # whatever broke may live in this env's sandbox or services: start clean
+            self.env = self.factory.env()
+        if stopping and episode.metadata.status == "infra_error":
+            return None  # interrupted mid-retry: leave it for the resume rather than record a fault
+        return episode, attempts
+
+    def close(self) -> None:
+        self.env.close()
 
 
 def run_local(
@@ -82,23 +139,16 @@ def _worker(
     stop: threading.Event,
     max_infra_retries: int,
 ) -> None:
-    env, harness, agent = factory.env(), factory.harness(), factory.agent.clone()
+    worker = EpisodeWorker(factory)
     try:
         while not stop.is_set():
             try:
                 job = pending.get_nowait()
             except queue.Empty:
                 return
-            attempts = 0
-            while True:
-                attempts += 1
-                episode = run_episode(env, harness, agent, task_id=job.task_id, seed=job.trial)
-                if episode.metadata.status != "infra_error" or attempts > max_infra_retries or stop.is_set():
-                    break
-                env.close()  # whatever broke may live in this env's sandbox or services: start clean
-                env = factory.env()
-            if stop.is_set() and episode.metadata.status == "infra_error":
-                return  # interrupted mid-retry: leave it for the resume rather than record a fault
-            on_result(job, episode, attempts)
+            result = worker.run(job, max_infra_retries, stop)
+            if result is None:
+                return
+            on_result(job, *result)
     finally:
-        env.close()
+        worker.close()

