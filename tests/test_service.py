@@ -239,19 +239,27 @@ def test_files_and_patch(http: httpx.Client) -> None:
 
 
 def test_ttl_reaps_and_heartbeat_extends(client: EnvClient) -> None:
-    kept = client.create_sandbox(ttl=0.5)
-    dropped = client.create_sandbox(ttl=0.5)
+    # Polls with generous deadlines instead of fixed sleeps: on a loaded CI machine a fixed 0.5 s TTL
+    # lapsed between two heartbeats (flaky). The TTL is 10x the heartbeat interval here.
+    kept = client.create_sandbox(ttl=2.0)
+    dropped = client.create_sandbox(ttl=2.0)
     expiry = kept.expires_at
-    for _ in range(4):
+    deadline = time.monotonic() + 30
+    while True:
         time.sleep(0.2)
         beat = client.heartbeat(kept.sandbox_id)
+        try:
+            client.get_sandbox(dropped.sandbox_id)
+        except SandboxNotFound:
+            break  # reaped: it had no heartbeat
+        assert time.monotonic() < deadline, "the sandbox without heartbeats was never reaped"
     assert beat.expires_at is not None and expiry is not None and beat.expires_at > expiry
-    with pytest.raises(SandboxNotFound, match=dropped.sandbox_id):
-        client.get_sandbox(dropped.sandbox_id)
     assert client.exec(kept.sandbox_id, "echo alive").stdout == "alive\n"
-    time.sleep(0.8)
+    deadline = time.monotonic() + 30
     with pytest.raises(SandboxNotFound):
-        client.exec(kept.sandbox_id, "true")
+        while time.monotonic() < deadline:
+            client.exec(kept.sandbox_id, "true")
+            time.sleep(0.2)
 
 
 # -- limits: 408 and 503 -------------------------------------------------------------------------------
