@@ -13,19 +13,13 @@ Writes benchmarks/results/bench.json and the "bench" section of docs/benchmarks.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import importlib.util
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import gymnasium as gym
@@ -35,6 +29,7 @@ from orchard_envs.agents import get_agent
 from orchard_envs.harnesses import get_harness
 from orchard_envs.leaderboard.executor import EpisodeFactory, Job, OnResult, run_local
 from orchard_envs.leaderboard.ray_executor import run_ray
+from orchard_envs.leaderboard.ray_head import loopback_head
 from orchard_envs.leaderboard.store import ResultsStore
 from orchard_envs.leaderboard.suites import load
 from orchard_envs.runner import run_episode
@@ -74,39 +69,12 @@ def bench_run(
     return elapsed
 
 
-@contextlib.contextmanager
-def ray_head() -> Iterator[str]:
-    """A one-node Ray cluster on loopback for the length of the benchmark; its address."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
-    log = Path(temp) / "head.log"
-    command = [
-        str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", "--port", str(port),
-        "--node-ip-address", "127.0.0.1", "--num-cpus", str(os.cpu_count() or 1),
-        "--include-dashboard", "false", "--disable-usage-stats", "--temp-dir", temp,
-    ]  # fmt: skip
-    # a token of its own: the head requires it and this process's driver sends it
-    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=os.urandom(32).hex())
-    with log.open("w") as output:
-        head = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
-    try:
-        while "Ray runtime started" not in log.read_text():
-            if head.poll() is not None:
-                raise RuntimeError(f"ray start failed:\n{log.read_text()}")
-            time.sleep(0.2)
-        yield f"127.0.0.1:{port}"
-    finally:
-        head.send_signal(signal.SIGTERM)  # its node processes share its fate
-        head.wait(timeout=60)
-        shutil.rmtree(temp, ignore_errors=True)
-
-
 def ray_scaling(env_id: str, env_kwargs: dict, jobs: list[Job], workers: list[int]) -> dict[int, float]:
     if importlib.util.find_spec("ray") is None:
         return {}
-    with ray_head() as address:
+    # a token of its own: the head requires it and this process's driver sends it
+    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=os.urandom(32).hex())
+    with loopback_head(num_cpus=os.cpu_count() or 1) as address:
         on_ray = functools.partial(run_ray, address=address)
         return {w: bench_run(env_id, env_kwargs, jobs, w, on_ray) for w in workers}
 

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import importlib.util
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +22,7 @@ from test_bench_run import BENCH, CLAW_TEST, bench, outcomes, recorded
 
 from orchard_envs.errors import ConfigError
 from orchard_envs.leaderboard import ray_executor
+from orchard_envs.leaderboard.ray_head import loopback_head
 from orchard_envs.leaderboard.store import ResultsStore
 
 HAS_RAY = importlib.util.find_spec("ray") is not None
@@ -40,35 +39,18 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def ray_head() -> Iterator[str]:
-    """A one-node Ray cluster (2 CPUs) for this module; `--block` ties it to the one process we end.
+    """A one-node Ray cluster (2 CPUs) for this module.
 
     It requires a token of its own, given to every run of this module through the environment: the
     cluster is what a user would run, and no token in ~/.ray (which Ray may pick up) can change it.
     """
     require(HAS_RAY, NO_RAY)
-    port = free_port()
-    temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
-    log = Path(temp) / "head.log"
-    command = [
-        str(Path(sys.executable).with_name("ray")), "start", "--head", "--block",
-        "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "2",
-        "--include-dashboard", "false", "--disable-usage-stats", "--temp-dir", temp,
-    ]  # fmt: skip
-    with pytest.MonkeyPatch.context() as patch, log.open("w") as output:
+    with pytest.MonkeyPatch.context() as patch:
         for name, value in (RAY_AUTH | {"RAY_USAGE_STATS_ENABLED": "0"}).items():
             patch.setenv(name, value)
         patch.delenv("RAY_AUTH_TOKEN_PATH", raising=False)
-        head = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 120
-            while "Ray runtime started" not in log.read_text():
-                assert head.poll() is None and time.monotonic() < deadline, log.read_text()
-                time.sleep(0.2)
-            yield f"127.0.0.1:{port}"
-        finally:
-            head.send_signal(signal.SIGTERM)  # its node processes share its fate
-            head.wait(timeout=60)
-            shutil.rmtree(temp, ignore_errors=True)
+        with loopback_head(num_cpus=2) as address:
+            yield address
 
 
 def on_ray(address: str) -> list[str]:
