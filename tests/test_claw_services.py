@@ -659,3 +659,17 @@ def test_todo_calls_match_a_model(api, operations):
     audit = api.audit("todo")
     assert audit["state"]["tasks"] == list(model.values())
     assert [c["status"] for c in audit["calls"]] == expected_statuses
+
+
+def test_the_task_format_knows_each_services_collections():
+    # tasks/claw/task.py keeps its own small table (so loading a suite needs no web framework): it must
+    # say what the services declare
+    import importlib
+
+    from orchard_envs.tasks.claw.task import SERVICES as TASK_SERVICES
+
+    declared = {
+        name: tuple(importlib.import_module(f"orchard_envs.tasks.claw.services.{name}").SERVICE.collections)
+        for name in SERVICES
+    }
+    assert declared == TASK_SERVICES
