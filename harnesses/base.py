@@ -10,7 +10,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from orchard_envs.agents.base import AssistantTurn
+from orchard_envs.agents.base import AssistantTurn, end_action
 from orchard_envs.errors import ConfigError
 
 Action = dict[str, Any]  # {"name": tool, "arguments": {...}}: what env.step takes
@@ -60,8 +60,7 @@ def elide_old_observations(
 
 def end_tool(tools: list[dict[str, Any]]) -> str:
     """The tool that ends this env's episodes, named in prompts: `submit` (SWE) or `finish` (Claw)."""
-    names = [tool["function"]["name"] for tool in tools]
-    return "finish" if "finish" in names and "submit" not in names else "submit"
+    return end_action([tool["function"]["name"] for tool in tools])["name"]
 
 
 class Harness(ABC):
