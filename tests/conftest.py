@@ -101,3 +101,27 @@ def hf_generator():
     except ConfigError as exc:  # the package holding the GGUF is missing
         require(False, str(exc))
         raise
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> str:
+    """A randomly initialised two-layer Llama on the real SmolLM2 tokenizer and chat template, saved as a
+    checkpoint folder: the trainer tests need a real model and tokenizer, not a good one."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from orchard_envs.agents.hf_models import DEFAULT_MODEL, resolve_model
+
+    torch.set_num_threads(CPU_SHARE)
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(DEFAULT_MODEL))
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096, tie_word_embeddings=True,
+        eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    folder = tmp_path_factory.mktemp("tiny-model")
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)

@@ -1,0 +1,122 @@
+"""Packing and the chunked loss: nothing leaks between packed sequences, nothing changes the loss."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from orchard_envs.trainers.examples import Example
+from orchard_envs.trainers.loss import IGNORE, CausalLMLoss, chunked_cross_entropy
+from orchard_envs.trainers.packing import pack
+
+PAD = 0
+
+
+@st.composite
+def examples(draw):
+    """Examples with random replies; token ids carry their example number so leaks would be visible."""
+    found = []
+    for number in range(draw(st.integers(1, 12))):
+        example = Example(f"e{number}", "template")
+        for message_index in range(draw(st.integers(1, 3))):
+            example.append([100 + number] * draw(st.integers(1, 9)))
+            example.append([200 + number] * draw(st.integers(1, 9)), reply_of=message_index * 2 + 1)
+        found.append(example)
+    return found
+
+
+@settings(max_examples=200, deadline=None)
+@given(found=examples(), seq_len=st.integers(8, 64), credit=st.booleans())
+def test_rows_hold_whole_examples_with_their_own_positions_and_labels(found, seq_len, credit):
+    trained = {1} if credit else None
+    packed = pack([(example, trained) for example in found], seq_len, PAD)
+    for row in packed.rows:
+        assert len(row.input_ids) == len(row.labels) == len(row.position_ids) == seq_len
+    kept = 0
+    for row in packed.rows:
+        starts = [i for i, position in enumerate(row.position_ids) if position == 0]
+        for start, stop in zip(starts, [*starts[1:], seq_len], strict=True):
+            ids, labels = row.input_ids[start:stop], row.labels[start:stop]
+            assert labels[0] == IGNORE  # nothing is predicted across the boundary
+            assert row.position_ids[start:stop] == list(range(stop - start))
+            assert len({token % 100 for token in ids if token != PAD}) <= 1  # one example per segment
+            assert all(label in (IGNORE, token) for label, token in zip(labels, ids, strict=True))
+            assert all(label == IGNORE or label >= 200 for label in labels)  # replies only
+            kept += sum(label != IGNORE for label in labels)
+    expected = sum(sum(e.loss_mask(trained)[1:seq_len]) for e in found)
+    assert kept == packed.trained_tokens == expected  # an example's first token is never a target
+    assert packed.examples == len(found)
+
+
+def test_an_example_longer_than_a_row_is_cut_and_counted():
+    example = Example("long", "template")
+    example.append([5] * 10)
+    example.append([7] * 30, reply_of=1)
+    packed = pack([(example, None)], 16, PAD)
+    assert packed.truncated_examples == 1 and packed.truncated_tokens == 24
+    assert packed.trained_tokens == 6
+    prompt_only = Example("short", "template")
+    prompt_only.append([5] * 20)
+    prompt_only.append([7] * 3, reply_of=1)
+    assert pack([(prompt_only, None)], 16, PAD).dropped_examples == 1
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model):
+    from transformers import AutoModelForCausalLM
+
+    loaded = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32, attn_implementation="sdpa")
+    return loaded.eval()
+
+
+def test_packed_sequences_do_not_see_each_other(model):
+    """The loss of a packed row is the sum of its sequences' losses run alone (transformers only reads
+    restarting position ids as boundaries when no KV cache is passed: the trainer's loss sets use_cache)."""
+    torch.manual_seed(1)
+    first, second = torch.randint(10, 1000, (1, 7)), torch.randint(10, 1000, (1, 5))
+    loss = CausalLMLoss(model)
+    with torch.no_grad():
+        together = loss(
+            input_ids=torch.cat([first, second], dim=1),
+            position_ids=torch.tensor([list(range(7)) + list(range(5))]),
+            labels=torch.cat([first, torch.full((1, 1), IGNORE), second[:, 1:]], dim=1),
+        )
+        alone = [
+            loss(input_ids=x, position_ids=torch.arange(x.shape[1])[None], labels=x) for x in (first, second)
+        ]
+    torch.testing.assert_close(together, alone[0] + alone[1], rtol=1e-5, atol=1e-5)
+
+
+def test_chunked_loss_and_gradients_equal_the_full_cross_entropy(model):
+    torch.manual_seed(2)
+    ids = torch.randint(10, 1000, (2, 12))
+    labels = ids.clone()
+    labels[:, :4] = IGNORE
+    labels[1, 8:] = IGNORE
+    positions = torch.arange(12).repeat(2, 1)
+
+    model.zero_grad()
+    full = model(input_ids=ids, position_ids=positions).logits[:, :-1]
+    reference = torch.nn.functional.cross_entropy(
+        full.reshape(-1, full.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=IGNORE, reduction="sum"
+    )
+    reference.backward()
+    expected = [p.grad.clone() for p in model.parameters()]
+
+    model.zero_grad()
+    chunked = CausalLMLoss(model, chunk=3)(input_ids=ids, position_ids=positions, labels=labels)
+    chunked.backward()
+    torch.testing.assert_close(chunked, reference, rtol=1e-5, atol=1e-5)
+    for got, want in zip((p.grad for p in model.parameters()), expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+    model.zero_grad()
+
+
+def test_no_trained_position_gives_zero_loss_that_still_backpropagates(model):
+    hidden = torch.randn(1, 4, model.config.hidden_size, requires_grad=True)
+    labels = torch.full((1, 4), IGNORE)
+    loss = chunked_cross_entropy(hidden, model.get_output_embeddings(), labels)
+    loss.backward()
+    assert loss.item() == 0 and hidden.grad is not None

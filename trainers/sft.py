@@ -1,0 +1,267 @@
+"""Supervised fine-tuning on recorded episodes: `train(SFTConfig(...))`, also run by `orchard-train sft`.
+
+A plain PyTorch loop around a Hugging Face model, kept short on purpose: packed rows (no cross-talk), the
+loss only on trained tokens and in chunks (`loss`), AdamW with cosine decay after warmup, gradient
+accumulation with the loss normalised by the trained tokens of the whole optimizer step (not per
+micro-batch, which would weight short batches up), optional gradient checkpointing and LoRA, FSDP2 when
+started by torchrun, resumable state and a standard checkpoint at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from orchard_envs.errors import ConfigError
+from orchard_envs.trainers.config import SFTConfig
+from orchard_envs.trainers.distributed import World, finish, init_world, shard, sync_gradients
+from orchard_envs.trainers.loss import CausalLMLoss
+from orchard_envs.trainers.packing import Row
+from orchard_envs.trainers.prepare import Prepared, prepare
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    steps: int
+    final_loss: float | None
+    data: dict[str, Any]
+    model: Any = field(default=None, repr=False)  # the trained model in memory (a PeftModel with --lora)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Which packed rows each rank trains on at each step: a seeded shuffle per epoch."""
+
+    rows: int
+    batch_size: int
+    micro_batch_size: int
+    seed: int
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.rows / self.batch_size)
+
+    def total_steps(self, epochs: float, max_steps: int | None) -> int:
+        return max_steps or max(1, math.ceil(epochs * self.steps_per_epoch))
+
+    def step_rows(self, step: int) -> list[int]:
+        epoch, index = divmod(step, self.steps_per_epoch)
+        order = list(range(self.rows))
+        random.Random(self.seed * 100_003 + epoch).shuffle(order)
+        return order[index * self.batch_size : (index + 1) * self.batch_size]
+
+    def micro_batches(self, step: int, world: World) -> list[list[int | None]]:
+        """This rank's share in micro-batches; None pads a rank that got fewer rows (every rank must run the
+        same number of forward passes under FSDP)."""
+        rows = self.step_rows(step)
+        mine: list[int | None] = list(rows[world.rank :: world.size])
+        count = math.ceil(math.ceil(len(rows) / world.size) / self.micro_batch_size)
+        mine += [None] * (count * self.micro_batch_size - len(mine))
+        size = self.micro_batch_size
+        return [mine[i : i + size] for i in range(0, len(mine), size)]
+
+
+def train(config: SFTConfig) -> TrainResult:
+    world = init_world(config.device)
+    try:
+        return _train(config, world)
+    finally:
+        finish(world)
+
+
+def _train(config: SFTConfig, world: World) -> TrainResult:
+    from transformers import AutoModelForCausalLM, AutoTokenizer, get_cosine_schedule_with_warmup
+
+    from orchard_envs.agents.hf_backend import end_token_ids
+    from orchard_envs.agents.hf_models import resolve_model
+    from orchard_envs.trainers.examples import Tokenizer
+    from orchard_envs.trainers.metrics import MetricsLog, Progress
+    from orchard_envs.trainers.state import export_checkpoint, load_state, save_state, saved_step
+
+    out = Path(config.out)
+    _check_out(out, config.resume)
+    torch.manual_seed(config.seed)
+    path = resolve_model(config.model)
+    tokenizer = _loaded(config.model, AutoTokenizer.from_pretrained, path)
+    end_ids = end_token_ids(tokenizer, _configured_eos(path))
+    # the data first: a mistake in the episodes or filters shows before a large model loads
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(end_ids)
+    data = prepare(config, _loaded(config.model, Tokenizer.of, tokenizer, end_ids), pad_id, _scorer(config))
+    if not data.packed.rows:
+        raise ConfigError(
+            f"nothing to train on: {json.dumps(data.summary())}; check the filters and --unresolved"
+        )
+    load = AutoModelForCausalLM.from_pretrained
+    model = _loaded(
+        config.model,
+        load,
+        path,
+        dtype=_dtype(config.dtype, world.device),
+        attn_implementation=config.attention,
+    )
+
+    lora = _lora_config(config) if config.lora else None
+    if lora is not None:
+        from peft import get_peft_model
+
+        model = get_peft_model(model, lora)
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    module = CausalLMLoss(model, config.loss_chunk).to(world.device)
+    module.train()
+    shard(module, model.get_decoder().layers, world)
+    trainable = [p for p in module.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        trainable, lr=config.lr, weight_decay=config.weight_decay, fused=world.device.type == "cuda"
+    )
+    schedule = Schedule(len(data.packed.rows), config.batch_size, config.micro_batch_size, config.seed)
+    total = schedule.total_steps(config.epochs, config.max_steps)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, int(config.warmup_ratio * total), total)
+    start = (
+        load_state(out, module, optimizer, scheduler, world)
+        if config.resume and saved_step(out) is not None
+        else 0
+    )
+    if start > total:
+        raise ConfigError(
+            f"the saved state is at step {start}, past this run's {total} steps; raise --max-steps"
+        )
+
+    out.mkdir(parents=True, exist_ok=True)
+    if world.is_main:
+        (out / "orchard_train.json").write_text(
+            json.dumps({"config": config.model_dump(mode="json"), "data": data.summary()}, indent=2)
+        )
+    log = MetricsLog(out, start if config.resume else None) if world.is_main else None
+    progress = Progress(total, start, config.progress and world.is_main)
+    loss = None
+    try:
+        for step in range(start, total):
+            row = _step(module, optimizer, scheduler, schedule, data, step, world, config.max_grad_norm)
+            loss = row["loss"]
+            if log is not None and ((step + 1) % config.log_steps == 0 or step + 1 == total):
+                log.write(row)
+            progress.update(row)
+            if config.save_steps and (step + 1) % config.save_steps == 0 and step + 1 < total:
+                save_state(out, module, optimizer, scheduler, step + 1, world)
+    finally:
+        progress.close()
+        if log is not None:
+            log.close()
+    save_state(out, module, optimizer, scheduler, total, world)
+    export_checkpoint(out, module, model, tokenizer, lora, world)
+    return TrainResult(out, total, loss, data.summary(), model)
+
+
+def _step(
+    module, optimizer, scheduler, schedule: Schedule, data: Prepared, step: int, world: World, clip: float
+):
+    started = time.perf_counter()
+    rows = data.packed.rows
+    global_rows = schedule.step_rows(step)
+    trained = sum(rows[i].trained_tokens for i in global_rows)
+    batches = schedule.micro_batches(step, world)
+    loss_sum = torch.zeros((), device=world.device)
+    for k, batch in enumerate(batches):
+        sync_gradients(module, k == len(batches) - 1, world)
+        tensors = _tensors([rows[i] if i is not None else None for i in batch], rows[0], world.device)
+        summed = module(**tensors)
+        # FSDP averages gradients over ranks: scale so the result is the mean over the step's trained tokens
+        (summed * world.size / trained).backward()
+        loss_sum += summed.detach()
+    norm = torch.nn.utils.clip_grad_norm_([p for p in module.parameters() if p.requires_grad], clip)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    if world.size > 1:
+        torch.distributed.all_reduce(loss_sum)
+    seconds = time.perf_counter() - started
+    tokens = len(global_rows) * len(rows[0].input_ids)
+    memory = {}
+    if world.device.type == "cuda":
+        memory["peak_memory_gb"] = torch.cuda.max_memory_allocated(world.device) / 2**30
+    return {
+        "step": step + 1,
+        "epoch": round((step + 1) / schedule.steps_per_epoch, 4),
+        "loss": loss_sum.item() / trained,
+        "lr": scheduler.get_last_lr()[0],
+        "grad_norm": float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm),
+        "trained_tokens": trained,
+        "tokens": tokens,
+        "tokens_per_s": tokens / seconds,
+        "step_s": seconds,
+        **memory,
+    }
+
+
+def _tensors(batch: list[Row | None], shape_of: Row, device: torch.device) -> dict[str, torch.Tensor]:
+    from orchard_envs.trainers.loss import IGNORE
+
+    length = len(shape_of.input_ids)
+    blank = Row([0] * length, [IGNORE] * length, list(range(length)))
+    filled = [row or blank for row in batch]
+    return {
+        name: torch.tensor([getattr(row, name) for row in filled], dtype=torch.long, device=device)
+        for name in ("input_ids", "position_ids", "labels")
+    }
+
+
+def _loaded(name: str, load: Any, *args: Any, **kwargs: Any) -> Any:
+    """A model, tokenizer or chat format that cannot be loaded is a user's mistake, said in one line."""
+    try:
+        return load(*args, **kwargs)
+    except (OSError, ValueError) as exc:  # missing files, a folder without a model, no chat template
+        raise ConfigError(f"cannot use model {name!r}: {exc}") from exc
+
+
+def _configured_eos(path: str) -> int | list[int] | None:
+    """The generation config's end ids (several for chat models), read without loading the weights."""
+    from transformers import GenerationConfig
+
+    try:
+        return GenerationConfig.from_pretrained(path).eos_token_id
+    except OSError:  # no generation_config.json: the tokenizer's eos alone
+        return None
+
+
+def _dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    return getattr(torch, name)
+
+
+def _check_out(out: Path, resume: bool) -> None:
+    """Never overwrite a finished or running model by accident."""
+    if out.exists() and any(out.iterdir()) and not resume:
+        raise ConfigError(f"{out} already holds files; pass --resume to continue that run, or a new --out")
+
+
+def _scorer(config: SFTConfig) -> Any:
+    from orchard_envs.trainers.credit import make_scorer
+
+    if config.unresolved != "credit" or config.scorer == "heuristic":
+        return make_scorer("heuristic")  # cheap: also used to report what credit assignment would train
+    from orchard_envs.agents import get_agent
+    from orchard_envs.cli_support import parse_options
+
+    try:
+        options = parse_options(config.judge_option)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return make_scorer(config.scorer, agent=get_agent(config.judge_agent, **options))
+
+
+def _lora_config(config: SFTConfig) -> Any:
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=config.lora_rank, lora_alpha=config.lora_alpha, target_modules="all-linear", task_type="CAUSAL_LM"
+    )
