@@ -120,3 +120,23 @@ def test_no_trained_position_gives_zero_loss_that_still_backpropagates(model):
     loss = chunked_cross_entropy(hidden, model.get_output_embeddings(), labels)
     loss.backward()
     assert loss.item() == 0 and hidden.grad is not None
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_fused_loss_handles_a_biased_head_in_every_dtype(dtype):
+    torch.manual_seed(3)
+    head = torch.nn.Linear(16, 50, bias=True).to(dtype)
+    hidden = torch.randn(2, 9, 16, dtype=dtype, requires_grad=True)
+    labels = torch.randint(0, 50, (2, 9))
+    labels[0, :3] = IGNORE
+    chunked_cross_entropy(hidden, head, labels, chunk=4).backward()
+    ours = [hidden.grad, head.weight.grad, head.bias.grad]
+    assert [grad.dtype for grad in ours] == [dtype] * 3
+    copies = [tensor.detach().float().requires_grad_() for tensor in (hidden, head.weight, head.bias)]
+    logits = torch.nn.functional.linear(copies[0][:, :-1], copies[1], copies[2])
+    torch.nn.functional.cross_entropy(
+        logits.reshape(-1, 50), labels[:, 1:].reshape(-1), ignore_index=IGNORE, reduction="sum"
+    ).backward()
+    tolerance = 1e-5 if dtype == torch.float32 else 3e-2
+    for got, copy in zip(ours, copies, strict=True):
+        torch.testing.assert_close(got.float(), copy.grad, rtol=tolerance, atol=tolerance)
