@@ -78,7 +78,7 @@ def train(config: SFTConfig) -> TrainResult:
 
 
 def _train(config: SFTConfig, world: World) -> TrainResult:
-    from transformers import AutoModelForCausalLM, AutoTokenizer, get_cosine_schedule_with_warmup
+    from transformers import AutoTokenizer, get_cosine_schedule_with_warmup
 
     from orchard_envs.agents.hf_backend import end_token_ids
     from orchard_envs.agents.hf_models import resolve_model
@@ -99,28 +99,12 @@ def _train(config: SFTConfig, world: World) -> TrainResult:
         raise ConfigError(
             f"nothing to train on: {json.dumps(data.summary())}; check the filters and --unresolved"
         )
-    load = AutoModelForCausalLM.from_pretrained
-    model = _loaded(
-        config.model,
-        load,
-        path,
-        dtype=_dtype(config.dtype, world.device),
-        attn_implementation=config.attention,
-    )
-
-    lora = _lora_config(config) if config.lora else None
-    if lora is not None:
-        from peft import get_peft_model
-
-        model = get_peft_model(model, lora)
-    if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    module = CausalLMLoss(model, config.loss_chunk).to(world.device)
-    module.train()
-    shard(module, model.get_decoder().layers, world)
-    trainable = [p for p in module.parameters() if p.requires_grad]
+    model, module, lora = _model(config, path, world)
     optimizer = torch.optim.AdamW(
-        trainable, lr=config.lr, weight_decay=config.weight_decay, fused=world.device.type == "cuda"
+        [p for p in module.parameters() if p.requires_grad],
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        fused=world.device.type == "cuda",
     )
     schedule = Schedule(len(data.packed.rows), config.batch_size, config.micro_batch_size, config.seed)
     total = schedule.total_steps(config.epochs, config.max_steps)
@@ -159,6 +143,26 @@ def _train(config: SFTConfig, world: World) -> TrainResult:
     save_state(out, module, optimizer, scheduler, total, world)
     export_checkpoint(out, module, model, tokenizer, lora, world)
     return TrainResult(out, total, loss, data.summary(), model)
+
+
+def _model(config: SFTConfig, path: str, world: World) -> tuple[Any, CausalLMLoss, Any]:
+    """The model (a PeftModel with --lora), wrapped with its loss and sharded; and the LoRA config."""
+    from transformers import AutoModelForCausalLM
+
+    load = AutoModelForCausalLM.from_pretrained
+    dtype = _dtype(config.dtype, world.device)
+    model = _loaded(config.model, load, path, dtype=dtype, attn_implementation=config.attention)
+    lora = _lora_config(config) if config.lora else None
+    if lora is not None:
+        from peft import get_peft_model
+
+        model = get_peft_model(model, lora)
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    module = CausalLMLoss(model, config.loss_chunk).to(world.device)
+    module.train()
+    shard(module, model.get_decoder().layers, world)
+    return model, module, lora
 
 
 def _step(
