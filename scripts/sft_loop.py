@@ -1,7 +1,8 @@
 """The loop closes: oracle episodes on a suite's train split -> `orchard-train sft` -> `orchard-bench run` on
 its test split, for the base model and the fine-tuned one, side by side.
 
-    .venv/bin/python scripts/sft_loop.py --out runs/sft-loop            # the README numbers (CPU: ~1 h)
+    .venv/bin/python scripts/sft_loop.py --out runs/sft-loop --max-steps 10 --lr 2e-4 --test-per-category 2
+                                                          # the README numbers (CPU: ~1 h)
     .venv/bin/python scripts/sft_loop.py --out /tmp/l --train-limit 3 --test-limit 1 --max-steps 2  # smoke
 
 Every stage is the real command line a user would type (no shortcut through internal APIs), so this is also
@@ -30,12 +31,26 @@ def sh(*command: str) -> str:
     return done.stdout
 
 
+def spread(suite: str, split: str, per_category: int) -> list[str]:
+    """The first tasks of every category, so a short test run still covers every kind of task."""
+    from orchard_envs.leaderboard.suites import load
+
+    chosen: dict[str, list[str]] = {}
+    for task in load(suite, split).tasks:
+        picked = chosen.setdefault(task.category, [])
+        if len(picked) < per_category:
+            picked.append(task.task_id)
+    return [task_id for picked in chosen.values() for task_id in picked]
+
+
 def bench(args: argparse.Namespace, name: str, agent: str, split: str, limit: int | None) -> Path:
     out = args.out / name
     command = [str(BIN / "orchard-bench"), "run", "--suite", args.suite, "--split", split, "--agent", agent]
     command += ["--out", str(out), "-j", str(args.jobs)]
     if limit:
         command += ["--limit", str(limit)]
+    if split == "test" and args.test_per_category:
+        command += ["--tasks", ",".join(spread(args.suite, split, args.test_per_category))]
     if agent.startswith("hf"):
         command += ["--option", f"max_new_tokens={args.max_new_tokens}"]
     sh(*command)
@@ -94,9 +109,11 @@ def main() -> None:
     parser.add_argument("--model", default="SmolLM2-135M-Instruct")
     parser.add_argument("--train-limit", type=int, help="train tasks (default: the whole split)")
     parser.add_argument("--test-limit", type=int, help="test tasks (default: the whole split)")
+    parser.add_argument("--test-per-category", type=int, help="only the first N test tasks of each category")
     parser.add_argument("--epochs", type=float, default=2)
     parser.add_argument("--max-steps", type=int)
     parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--warmup-ratio", type=float, default=0.1)
     parser.add_argument("--seq-len", type=int, default=2048)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=160)
@@ -110,6 +127,7 @@ def main() -> None:
     command = [str(BIN / "orchard-train"), "sft", "--episodes", str(train_episodes), "--out", str(checkpoint)]
     command += ["--model", args.model, "--lr", str(args.lr), "--seq-len", str(args.seq_len), "--no-progress"]
     command += ["--batch-size", str(args.batch_size), "--epochs", str(args.epochs)]
+    command += ["--warmup-ratio", str(args.warmup_ratio)]
     if args.max_steps:
         command += ["--max-steps", str(args.max_steps)]
     if (checkpoint / "model.safetensors").exists():
