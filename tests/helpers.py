@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import threading
 import time
@@ -64,3 +65,21 @@ def assert_round_trips(episode: Any, folder: Any) -> None:
     row = load_dataset(path, cache_dir=str(folder / "hf"))[0]
     assert row["messages"] == episode.messages and row["tools"] == episode.tools
     assert [turn["token_ids"] for turn in row["turns"]] == [turn.token_ids for turn in episode.turns]
+
+
+BASH_TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "bash",
+            "description": "Run a command",
+            "parameters": {"type": "object", "properties": {"command": {"type": "string"}}},
+        },
+    }
+]
+
+
+def bash_call(call_id: str, command: str) -> dict[str, Any]:
+    """An OpenAI tool call of the `bash` tool in BASH_TOOLS."""
+    arguments = json.dumps({"command": command})
+    return {"id": call_id, "type": "function", "function": {"name": "bash", "arguments": arguments}}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -12,28 +10,19 @@ from orchard_envs.episodes import Episode
 from orchard_envs.errors import ConfigError
 from orchard_envs.trainers.examples import EmptyMaskError, Tokenizer, episode_examples
 from tests.chat_templates import TEMPLATES, end_token_id, other_end_token_ids, tokenizer_for
-
-TOOLS = [
-    {
-        "type": "function",
-        "function": {
-            "name": "bash",
-            "description": "Run a command",
-            "parameters": {"type": "object", "properties": {"command": {"type": "string"}}},
-        },
-    }
-]
+from tests.helpers import BASH_TOOLS, bash_call
 
 
-def call(call_id: str, command: str) -> dict:
-    arguments = json.dumps({"command": command})
-    return {"id": call_id, "type": "function", "function": {"name": "bash", "arguments": arguments}}
-
-
-def episode(messages: list[dict], *, tools=TOOLS, turns=(), resolved=True) -> Episode:
+def episode(messages: list[dict], *, tools=BASH_TOOLS, turns=(), resolved=True) -> Episode:
     metadata = {
-        "env_id": "orchard/SWE-v0", "suite": "t", "task_id": "t-1", "harness": "tool-calling",
-        "agent": "oracle", "reward": 1.0 if resolved else 0.0, "resolved": resolved, "status": "submitted",
+        "env_id": "orchard/SWE-v0",
+        "suite": "t",
+        "task_id": "t-1",
+        "harness": "tool-calling",
+        "agent": "oracle",
+        "reward": 1.0 if resolved else 0.0,
+        "resolved": resolved,
+        "status": "submitted",
     }
     return Episode(messages=messages, tools=list(tools), metadata=metadata, turns=list(turns))
 
@@ -41,9 +30,9 @@ def episode(messages: list[dict], *, tools=TOOLS, turns=(), resolved=True) -> Ep
 CONVERSATION = [
     {"role": "system", "content": "You fix bugs."},
     {"role": "user", "content": "The test fails."},
-    {"role": "assistant", "content": "Let me look.", "tool_calls": [call("c1", "ls")]},
+    {"role": "assistant", "content": "Let me look.", "tool_calls": [bash_call("c1", "ls")]},
     {"role": "tool", "tool_call_id": "c1", "content": "setup.py\nsrc"},
-    {"role": "assistant", "content": None, "tool_calls": [call("c2", "pytest -q")]},
+    {"role": "assistant", "content": None, "tool_calls": [bash_call("c2", "pytest -q")]},
     {"role": "tool", "tool_call_id": "c2", "content": "1 passed"},
     {"role": "assistant", "content": "Fixed: the test passes now."},
 ]
@@ -86,7 +75,7 @@ def test_each_reply_is_trained_under_exactly_its_generation_prompt(name):
     for example in episode_examples(episode(CONVERSATION), tokenizer):
         for reply in example.replies:
             before = decode(example.input_ids[: reply.start], skip_special_tokens=False)
-            prompt = chat.render(CONVERSATION[: reply.message_index], TOOLS, add_generation_prompt=True)
+            prompt = chat.render(CONVERSATION[: reply.message_index], BASH_TOOLS, add_generation_prompt=True)
             assert before == prompt
 
 
@@ -112,8 +101,13 @@ def test_stored_token_ids_after_a_rewritten_history_start_a_new_example():
     turns = []
     for index in (1, 3):
         prompt = encode(chat.render(THINKING_TURNS[:index], [], add_generation_prompt=True))
-        turns.append({"message_index": index, "prompt_token_ids": prompt,
-                      "token_ids": [*encode(THINKING_TURNS[index]["content"]), end]})
+        turns.append(
+            {
+                "message_index": index,
+                "prompt_token_ids": prompt,
+                "token_ids": [*encode(THINKING_TURNS[index]["content"]), end],
+            }
+        )
     examples = episode_examples(episode(THINKING_TURNS, tools=[], turns=turns), tokenizer)
     assert [[r.message_index for r in e.replies] for e in examples] == [[1], [3]]
     assert "<think>2+2 is 4</think>" in trained_texts(examples[0], tokenizer)[0]
@@ -178,7 +172,7 @@ def test_stored_token_ids_are_used_verbatim_and_a_broken_chain_starts_a_new_exam
     end = end_token_id("smollm2")
     messages = [*CONVERSATION[:2], {"role": "assistant", "content": "one"}]
     messages += [{"role": "user", "content": "more"}, {"role": "assistant", "content": "two"}]
-    first_prompt = encode(chat.render(messages[:2], TOOLS, add_generation_prompt=True))
+    first_prompt = encode(chat.render(messages[:2], BASH_TOOLS, add_generation_prompt=True))
     first_reply = [*encode("one"), end]
     between = "\n<|im_start|>user\nmore<|im_end|>\n<|im_start|>assistant\n"
     second_prompt = first_prompt + first_reply + encode(between)

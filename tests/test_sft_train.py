@@ -14,22 +14,7 @@ from orchard_envs.trainers import sft
 from orchard_envs.trainers.cli import app
 from orchard_envs.trainers.config import SFTConfig
 from orchard_envs.trainers.metrics import read_metrics
-
-TOOLS = [
-    {
-        "type": "function",
-        "function": {
-            "name": "bash",
-            "description": "Run a command",
-            "parameters": {"type": "object", "properties": {"command": {"type": "string"}}},
-        },
-    }
-]
-
-
-def _call(call_id: str, command: str) -> dict:
-    arguments = json.dumps({"command": command})
-    return {"id": call_id, "type": "function", "function": {"name": "bash", "arguments": arguments}}
+from tests.helpers import BASH_TOOLS, bash_call
 
 
 def make_episode(number: int, *, resolved: bool = True, repeat: bool = False) -> Episode:
@@ -39,7 +24,7 @@ def make_episode(number: int, *, resolved: bool = True, repeat: bool = False) ->
         {"role": "user", "content": f"Test number {number} fails."},
     ]
     for k, command in enumerate(commands):
-        messages.append({"role": "assistant", "content": None, "tool_calls": [_call(f"c{k}", command)]})
+        messages.append({"role": "assistant", "content": None, "tool_calls": [bash_call(f"c{k}", command)]})
         messages.append({"role": "tool", "tool_call_id": f"c{k}", "content": f"output of {command}"})
     messages.append({"role": "assistant", "content": f"Done with bug {number}."})
     metadata = {
@@ -53,7 +38,7 @@ def make_episode(number: int, *, resolved: bool = True, repeat: bool = False) ->
         "resolved": resolved,
         "status": "submitted",
     }
-    return Episode(messages=messages, tools=TOOLS, metadata=metadata)
+    return Episode(messages=messages, tools=BASH_TOOLS, metadata=metadata)
 
 
 @pytest.fixture
