@@ -163,7 +163,7 @@ def _from_template(episode: Episode, assistant: list[int], tokenizer: Tokenizer)
             )
         example.append(reply[:cut], index)
         example.append(reply[cut:])
-        text = prompt + full[len(prompt) :]
+        text = full
     if example is not None:
         yield example
 
