@@ -85,11 +85,21 @@ class ChatFormat:
 
     @staticmethod
     def parse(text: str, tools: list[dict[str, Any]]) -> ParsedReply:
-        """Tool calls are read only when tools were offered; otherwise the whole text is the content."""
+        """Tool calls are read only when tools were offered; otherwise the whole text is the content. A block
+        that is not a call (not JSON, no name) stays in the content as written: the harness then explains
+        that the reply has no call, and nothing the model wrote vanishes."""
         if not tools:
             return ParsedReply(text, [])
-        calls = [_openai_call(block) for block in TOOL_CALL.findall(text)]
-        prose = TOOL_CALL.sub("", text).strip()
+        calls: list[dict[str, Any]] = []
+
+        def take(match: re.Match[str]) -> str:
+            call = _openai_call(match.group(1))
+            if call is None:
+                return match.group(0)
+            calls.append(call)
+            return ""
+
+        prose = TOOL_CALL.sub(take, text).strip()
         return ParsedReply(prose or None, calls)
 
 
@@ -134,18 +144,18 @@ def _with_parsed_arguments(call: dict[str, Any]) -> dict[str, Any]:
     return {**call, "function": function}
 
 
-def _openai_call(block: str) -> dict[str, Any]:
-    """A <tool_call> block as an OpenAI tool call; text that isn't a call still reaches the env (which
-    explains the mistake) rather than vanishing."""
-    name, arguments = "", block
+def _openai_call(block: str) -> dict[str, Any] | None:
+    """A <tool_call> block as an OpenAI tool call; None when it names no function (an OpenAI tool call
+    must, and so must an episode's)."""
     try:
         payload = json.loads(block)
     except json.JSONDecodeError:
-        payload = None
-    if isinstance(payload, dict) and isinstance(payload.get("name"), str):
-        name = payload["name"]
-        raw = payload.get("arguments", payload.get("parameters", {}))
-        arguments = raw if isinstance(raw, str) else json.dumps(raw)
+        return None
+    if not isinstance(payload, dict) or not isinstance(payload.get("name"), str) or not payload["name"]:
+        return None
+    name = payload["name"]
+    raw = payload.get("arguments", payload.get("parameters", {}))
+    arguments = raw if isinstance(raw, str) else json.dumps(raw)
     return {
         "id": f"call_{uuid.uuid4().hex[:12]}",
         "type": "function",

@@ -13,6 +13,7 @@ import gymnasium as gym
 
 from orchard_envs.agents.base import Agent, AssistantTurn, ContextOverflow, EpisodeContext
 from orchard_envs.episodes import Episode, EpisodeMetadata, TurnTokens
+from orchard_envs.episodes.schema import check_messages
 from orchard_envs.errors import ConfigError, OrchardError
 from orchard_envs.harnesses.base import FormatError, Harness
 
@@ -84,8 +85,15 @@ class _Progress:
         self.tokens = {"prompt": 0, "completion": 0}
 
     def record(self, turn: AssistantTurn, messages: list[dict[str, Any]]) -> None:
+        """Appends the reply; one no episode may hold (a tool call without a name, say) ends the episode as
+        an `error` that quotes it, instead of failing the whole run when the episode is built."""
+        message = turn.message()
+        try:
+            check_messages([message])
+        except ValueError as exc:
+            raise ValueError(f"the agent's reply cannot be recorded ({exc}): {repr(message)[:500]}") from None
         self.replies += 1
-        messages.append(turn.message())
+        messages.append(message)
         if turn.token_ids is not None:
             self.turns.append(
                 TurnTokens(

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orchard_envs.agents.base import AssistantTurn, EpisodeContext
-from orchard_envs.agents.chat_format import TOOLS_PREAMBLE, ChatFormat
+from orchard_envs.agents.chat_format import TOOLS_PREAMBLE, ChatFormat, ParsedReply
 from orchard_envs.agents.hf import HFAgent
 from orchard_envs.agents.hf_backend import Generation, Sampling
 from orchard_envs.agents.prompt_ledger import Prompt, PromptLedger
@@ -314,19 +314,32 @@ def test_parse_reads_hermes_tool_calls() -> None:
         "<tool_call>\n{not json}\n</tool_call>"
     )
     reply = ChatFormat.parse(text, TOOLS)
-    assert reply.content == "Let me look."
+    assert reply.content == "Let me look.\n\n\n<tool_call>\n{not json}\n</tool_call>"  # kept as written
     functions = [call["function"] for call in reply.tool_calls]
     assert functions == [
         {"name": "read_file", "arguments": '{"path": "a.py"}'},
         {"name": "run", "arguments": '{"command": "ls -l"}'},
-        {"name": "", "arguments": "{not json}"},  # reaches the env, which explains the mistake
     ]
     assert all(call["type"] == "function" for call in reply.tool_calls)
-    assert len({call["id"] for call in reply.tool_calls}) == 3
-    assert ChatFormat.parse("<tool_call>{}</tool_call>", TOOLS).tool_calls[0]["function"]["name"] == ""
+    assert len({call["id"] for call in reply.tool_calls}) == 2
     only_calls = ChatFormat.parse('<tool_call>{"name": "run", "arguments": "ls"}</tool_call>', TOOLS)
     assert only_calls.content is None
     assert only_calls.tool_calls[0]["function"] == {"name": "run", "arguments": "ls"}
+
+
+@pytest.mark.parametrize("block", ["{}", '{"name": ""}', "[1, 2]", '{"name": 3}', "{not json"])
+def test_a_block_that_names_no_function_stays_text_and_the_episode_stays_valid(block) -> None:
+    """A malformed block once became a call with an empty name, which no episode may hold: the whole
+    orchard-bench run crashed when the runner built that episode."""
+    from orchard_envs.episodes import Episode
+
+    text = f"<tool_call>{block}</tool_call>"
+    reply = ChatFormat.parse(text, TOOLS)
+    assert reply == ParsedReply(text, [])
+    message = {"role": "assistant", "content": reply.content}
+    metadata = {"env_id": "e", "suite": "s", "task_id": "t", "harness": "tool-calling", "agent": "hf",
+                "reward": 0.0, "status": "format_errors"}
+    Episode(messages=[{"role": "user", "content": "hi"}, message], metadata=metadata)
 
 
 def test_parse_without_tools_is_all_content() -> None:

@@ -114,6 +114,22 @@ def test_a_crashing_agent_still_yields_an_episode(env):
     assert episode.metadata.status == "error" and "model server went away" in episode.metadata.error
 
 
+class Nameless(Agent):
+    name = "nameless"
+
+    def act(self, messages, tools):
+        call = {"id": "c0", "type": "function", "function": {"name": "", "arguments": "{}"}}
+        return AssistantTurn(content=None, tool_calls=[call])
+
+
+def test_a_reply_no_episode_may_hold_ends_the_episode_as_an_error(env):
+    """It used to escape from run_episode (the episode failed validation) and stop a whole bench run."""
+    episode = run_episode(env, get_harness("tool-calling"), Nameless(), task_id=TASK.instance_id)
+    assert episode.metadata.status == "error"
+    assert "cannot be recorded" in episode.metadata.error and "function.name" in episode.metadata.error
+    assert [m["role"] for m in episode.messages] == ["system", "user"]
+
+
 def test_bash_only_refuses_an_env_without_bash():
     tools = [{"type": "function", "function": {"name": "click", "parameters": {}}}]
     with pytest.raises(ConfigError, match="needs an env with 'bash' and 'submit'"):
