@@ -38,10 +38,7 @@ def _sft(**flags: Any) -> None:
     try:
         config = SFTConfig(**{key: value for key, value in flags.items() if value is not None})
     except ValidationError as exc:
-        problems = "; ".join(
-            f"--{'.'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in exc.errors()
-        )
-        fail(PROGRAM, problems or str(exc))
+        fail(PROGRAM, "; ".join(_problem(error) for error in exc.errors()) or str(exc))
     try:
         result = train(config)
     except OrchardError as exc:
@@ -49,6 +46,13 @@ def _sft(**flags: Any) -> None:
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun: one report, not one per process
         report = {"out": str(result.out), "steps": result.steps, "loss": result.final_loss, **result.data}
         typer.echo(json.dumps(report))
+
+
+def _problem(error: Any) -> str:
+    """A pydantic error in the words of the command line: the flag, then what is wrong."""
+    message = error["msg"].removeprefix("Value error, ")
+    flag = ".".join(map(str, error["loc"])).replace("_", "-")
+    return f"--{flag}: {message}" if flag else message
 
 
 def _flag_type(annotation: Any) -> Any:

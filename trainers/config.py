@@ -89,7 +89,8 @@ class SFTConfig(BaseModel):
             self.unresolved = "credit"
         if self.batch_size % self.micro_batch_size:
             raise ValueError(
-                f"batch_size {self.batch_size} is not a multiple of micro_batch_size {self.micro_batch_size}"
+                f"--batch-size {self.batch_size} is not a multiple of "
+                f"--micro-batch-size {self.micro_batch_size}"
             )
         if self.scorer == "judge" and not self.judge_agent and self.unresolved == "credit":
             raise ValueError("the judge scorer needs --judge-agent (an agent name, e.g. openai)")
