@@ -100,7 +100,8 @@ class ChatFormat:
             return ""
 
         prose = TOOL_CALL.sub(take, text).strip()
-        return ParsedReply(prose or None, calls)
+        # content is null only beside calls: an empty reply is an empty text (a message needs one or other)
+        return ParsedReply(prose or (None if calls else ""), calls)
 
 
 def _text(message: dict[str, Any]) -> str:

@@ -201,7 +201,8 @@ def _turn(response: Any) -> AssistantTurn:
         logprobs = [float(entry.logprob) for entry in content]
     usage = response.usage
     return AssistantTurn(
-        content=message.content,
+        # null content only beside tool calls: an empty answer (all reasoning, cut by the length) is ""
+        content=message.content if message.content is not None or tool_calls else "",
         tool_calls=tool_calls,
         prompt_token_ids=prompt_ids,
         token_ids=token_ids,

@@ -342,6 +342,13 @@ def test_a_block_that_names_no_function_stays_text_and_the_episode_stays_valid(b
     Episode(messages=[{"role": "user", "content": "hi"}, message], metadata=metadata)
 
 
+def test_an_empty_reply_is_empty_text_not_a_message_without_content() -> None:
+    """Found by hypothesis through the runner: an empty reply parsed to content None and no calls, which no
+    episode may hold."""
+    assert ChatFormat.parse("", TOOLS) == ParsedReply("", [])
+    assert ChatFormat.parse("  \n", TOOLS) == ParsedReply("", [])
+
+
 def test_parse_without_tools_is_all_content() -> None:
     text = ' <tool_call>{"name": "run", "arguments": {}}</tool_call> '
     reply = ChatFormat.parse(text, [])
