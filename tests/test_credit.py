@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -20,7 +19,7 @@ from hypothesis import strategies as st
 
 from orchard_envs.agents.base import Agent, AssistantTurn, ContextOverflow, EpisodeContext
 from orchard_envs.envs.tools import function_tool
-from orchard_envs.episodes import Episode, EpisodeMetadata, read_episodes
+from orchard_envs.episodes import Episode, EpisodeMetadata
 from orchard_envs.errors import ConfigError
 from orchard_envs.harnesses import get_harness
 from orchard_envs.harnesses.base import FormatError
@@ -38,7 +37,6 @@ from orchard_envs.trainers.credit import (
 SWE, CLAW = "orchard/SWE-v0", "orchard/Claw-v0"
 HARNESSES = ["tool-calling", "react", "bash-only"]
 INVERTED = "isodate-0.7.2__invert_condition__42f22162"  # a swe-mini task: `if not (start is not None):`
-DEMO = Path(__file__).resolve().parents[1] / "runs" / "demo"
 STATEMENT = (
     "<problem_statement>\n- `tests/test_duration.py::test_totimedelta` fails with: TypeError: unsupported "
     "operand type(s) for -: 'NoneType' and 'Duration'\n</problem_statement>"
@@ -561,13 +559,22 @@ def test_a_real_claw_episode_under_react() -> None:
     assert trained_steps(ep, labels, "good") == [replies(ep)[i] for i in (2, 4, 5)]
 
 
-@pytest.mark.parametrize("run", ["oracle-swe-mini", "oracle-claw-mini"])
-def test_oracle_episodes_have_no_mistakes(run: str) -> None:
-    path = DEMO / run / "episodes.jsonl"
-    if not path.exists():
-        pytest.skip(f"{path} is not in this checkout")
-    for ep in read_episodes(path):
-        assert {label.label for label in labels_of(ep)} == {"good"}, ep.metadata.task_id
+@pytest.mark.parametrize("env_id", ["orchard/SWE-v0", "orchard/Claw-v0"])
+def test_oracle_episodes_have_no_mistakes(env_id: str, local_backend: Any) -> None:
+    """Recorded here rather than read from a demo run, so it runs on a fresh checkout too."""
+    from orchard_envs.agents import get_agent
+
+    options = {"backend": local_backend, "split": "test"} if env_id == "orchard/SWE-v0" else {"split": "test"}
+    env = gym.make(env_id, suite="swe-mini" if env_id == "orchard/SWE-v0" else "claw-mini", **options)
+    try:
+        tasks = env.unwrapped.tasks if env_id == "orchard/Claw-v0" else env.unwrapped.instances
+        for task in tasks:
+            task_id = getattr(task, "task_id", None) or task.instance_id
+            ep = run_episode(env, get_harness("tool-calling"), get_agent("oracle"), task_id=task_id)
+            assert ep.metadata.resolved is True, task_id
+            assert {label.label for label in labels_of(ep)} == {"good"}, task_id
+    finally:
+        env.close()
 
 
 # --- trained_steps and the registry ----------------------------------------------------------------------
