@@ -83,3 +83,29 @@ def bash_call(call_id: str, command: str) -> dict[str, Any]:
     """An OpenAI tool call of the `bash` tool in BASH_TOOLS."""
     arguments = json.dumps({"command": command})
     return {"id": call_id, "type": "function", "function": {"name": "bash", "arguments": arguments}}
+
+
+def training_episode(
+    messages: list[dict[str, Any]],
+    *,
+    tools: Any = None,
+    turns: Any = (),
+    resolved: bool = True,
+    task_id: str = "t-1",
+) -> Any:
+    """A SWE-shaped episode around `messages`, for the trainer tests (reward follows `resolved`)."""
+    from orchard_envs.episodes import Episode
+
+    metadata = {
+        "env_id": "orchard/SWE-v0",
+        "suite": "toy",
+        "task_id": task_id,
+        "split": "train",
+        "harness": "tool-calling",
+        "agent": "oracle",
+        "reward": float(resolved),
+        "resolved": resolved,
+        "status": "submitted",
+    }
+    tools = BASH_TOOLS if tools is None else tools
+    return Episode(messages=messages, tools=list(tools), metadata=metadata, turns=list(turns))

@@ -10,21 +10,11 @@ from orchard_envs.episodes import Episode
 from orchard_envs.errors import ConfigError
 from orchard_envs.trainers.examples import EmptyMaskError, Tokenizer, episode_examples
 from tests.chat_templates import TEMPLATES, end_token_id, other_end_token_ids, tokenizer_for
-from tests.helpers import BASH_TOOLS, bash_call
+from tests.helpers import BASH_TOOLS, bash_call, training_episode
 
 
 def episode(messages: list[dict], *, tools=BASH_TOOLS, turns=(), resolved=True) -> Episode:
-    metadata = {
-        "env_id": "orchard/SWE-v0",
-        "suite": "t",
-        "task_id": "t-1",
-        "harness": "tool-calling",
-        "agent": "oracle",
-        "reward": 1.0 if resolved else 0.0,
-        "resolved": resolved,
-        "status": "submitted",
-    }
-    return Episode(messages=messages, tools=list(tools), metadata=metadata, turns=list(turns))
+    return training_episode(messages, tools=tools, turns=turns, resolved=resolved)
 
 
 CONVERSATION = [

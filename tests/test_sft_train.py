@@ -14,7 +14,7 @@ from orchard_envs.trainers import sft
 from orchard_envs.trainers.cli import app
 from orchard_envs.trainers.config import SFTConfig
 from orchard_envs.trainers.metrics import read_metrics
-from tests.helpers import BASH_TOOLS, bash_call
+from tests.helpers import bash_call, training_episode
 
 
 def make_episode(number: int, *, resolved: bool = True, repeat: bool = False) -> Episode:
@@ -27,18 +27,7 @@ def make_episode(number: int, *, resolved: bool = True, repeat: bool = False) ->
         messages.append({"role": "assistant", "content": None, "tool_calls": [bash_call(f"c{k}", command)]})
         messages.append({"role": "tool", "tool_call_id": f"c{k}", "content": f"output of {command}"})
     messages.append({"role": "assistant", "content": f"Done with bug {number}."})
-    metadata = {
-        "env_id": "orchard/SWE-v0",
-        "suite": "toy",
-        "task_id": f"toy-{number}",
-        "split": "train",
-        "harness": "tool-calling",
-        "agent": "oracle",
-        "reward": float(resolved),
-        "resolved": resolved,
-        "status": "submitted",
-    }
-    return Episode(messages=messages, tools=BASH_TOOLS, metadata=metadata)
+    return training_episode(messages, resolved=resolved, task_id=f"toy-{number}")
 
 
 @pytest.fixture

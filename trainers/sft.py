@@ -58,10 +58,9 @@ class Schedule:
         random.Random(self.seed * 100_003 + epoch).shuffle(order)
         return order[index * self.batch_size : (index + 1) * self.batch_size]
 
-    def micro_batches(self, step: int, world: World) -> list[list[int | None]]:
-        """This rank's share in micro-batches; None pads a rank that got fewer rows (every rank must run the
-        same number of forward passes under FSDP)."""
-        rows = self.step_rows(step)
+    def micro_batches(self, rows: list[int], world: World) -> list[list[int | None]]:
+        """This rank's share of a step's rows in micro-batches; None pads a rank that got fewer rows
+        (every rank must run the same number of forward passes under FSDP)."""
         mine: list[int | None] = list(rows[world.rank :: world.size])
         count = math.ceil(math.ceil(len(rows) / world.size) / self.micro_batch_size)
         mine += [None] * (count * self.micro_batch_size - len(mine))
@@ -172,7 +171,7 @@ def _step(
     rows = data.packed.rows
     global_rows = schedule.step_rows(step)
     trained = sum(rows[i].trained_tokens for i in global_rows)
-    batches = schedule.micro_batches(step, world)
+    batches = schedule.micro_batches(global_rows, world)
     loss_sum = torch.zeros((), device=world.device)
     for k, batch in enumerate(batches):
         sync_gradients(module, k == len(batches) - 1, world)

@@ -85,8 +85,8 @@ def export_checkpoint(out: Path, module: Any, hf_model: Any, tokenizer: Any, lor
     if world.is_main:
         weights = {key.removeprefix("model."): value for key, value in full.items()}
         dtype = next(iter(weights.values())).dtype
-        config = hf_model.get_base_model().config if lora is not None else hf_model.config
-        fresh = AutoModelForCausalLM.from_config(config, dtype=dtype)
+        base = hf_model.get_base_model() if lora is not None else hf_model
+        fresh = AutoModelForCausalLM.from_config(base.config, dtype=dtype)
         if lora is not None:
             from peft import get_peft_model
 
@@ -94,9 +94,7 @@ def export_checkpoint(out: Path, module: Any, hf_model: Any, tokenizer: Any, lor
         fresh.load_state_dict(weights)
         if lora is not None:
             fresh = fresh.merge_and_unload()
-        fresh.generation_config = (
-            hf_model.get_base_model() if lora is not None else hf_model
-        ).generation_config
+        fresh.generation_config = base.generation_config
         fresh.config.use_cache = True
         fresh.save_pretrained(out)
         tokenizer.save_pretrained(out)  # includes the chat template
