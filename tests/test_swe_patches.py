@@ -54,6 +54,18 @@ PROTECTED = [
     "calc/helper.pyc",
     "calc_tools-1.0.dist-info/entry_points.txt",
     "src/calc_tools.egg-info/entry_points.txt",
+    # any case (importlib.metadata lowercases folder names) and any spelling of the path
+    "Evil-1.0.DIST-INFO/entry_points.txt",
+    "Evil-1.0.Dist-Info/METADATA",
+    "Evil.EGG-INFO/entry_points.txt",
+    "src/Evil.EGG-INFO",
+    "Tests/helper.py",
+    "CONFTEST.py",
+    "Setup.CFG",
+    "./conftest.py",
+    "calc//conftest.py",
+    "calc/../conftest.py",
+    "calc/x/../../Evil.egg-info/entry_points.txt",
 ]
 NOT_PROTECTED = [
     "calc/__init__.py",
@@ -85,6 +97,31 @@ def test_protected_paths(path):
 @pytest.mark.parametrize("path", NOT_PROTECTED)
 def test_ordinary_source_files_are_not_protected(path):
     assert not is_protected(path)
+
+
+def _case_variants(path: str) -> st.SearchStrategy[str]:
+    return st.tuples(*(st.sampled_from([c.lower(), c.upper()]) for c in path)).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(PROTECTED).flatmap(_case_variants))
+def test_every_case_variant_of_a_protected_path_is_protected(path):
+    """importlib.metadata finds `X.DIST-INFO` as readily as `x.dist-info`: no spelling may slip through."""
+    assert is_protected(path)
+
+
+def test_importlib_metadata_reads_upper_case_metadata_folders(tmp_path):
+    """The reason for casefolding: an upper-case *.DIST-INFO on sys.path is an installed distribution."""
+    from importlib import metadata
+
+    meta = tmp_path / "Evil-1.0.DIST-INFO"
+    meta.mkdir()
+    (meta / "METADATA").write_text("Metadata-Version: 2.1\nName: evil\nVersion: 1.0\n")
+    (meta / "entry_points.txt").write_text("[pytest11]\nevil = evil_plugin\n")
+    found = metadata.distributions(path=[str(tmp_path)])
+    points = [ep for dist in found for ep in dist.entry_points if ep.group == "pytest11"]
+    assert [ep.value for ep in points] == ["evil_plugin"]
+    assert is_protected("Evil-1.0.DIST-INFO/entry_points.txt")
 
 
 # --- file_sections and split_patch on real git output ---------------------------------------------------

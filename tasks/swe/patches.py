@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import fnmatch
+import posixpath
 import re
-from pathlib import PurePosixPath
 
 TEST_DIRS = {"test", "tests", "testing"}
 TEST_FILES = ("test_*.py", "*_test.py", "*_tests.py", "tests.py", "conftest.py")
@@ -26,14 +26,33 @@ HOOK_DIRS = ("__pycache__", "*.dist-info", "*.egg-info")
 
 
 def is_protected(path: str) -> bool:
-    """True for paths the grader restores: tests, test configuration, interpreter start-up hooks."""
-    pure = PurePosixPath(path)
-    folders = pure.parts[:-1]
+    """True for paths the grader restores: tests, test configuration, interpreter start-up hooks.
+
+    Matched without regard to case (importlib.metadata lowercases names: `X.DIST-INFO` is package metadata)
+    and on every spelling of the path (`./a`, `a/../b`, `a//b`): what is protected in one is in all.
+    """
+    return any(_protected_parts(parts) for parts in _spellings(path))
+
+
+def _spellings(path: str) -> list[tuple[str, ...]]:
+    """The path's parts as written and normalised, each lowercased and casefolded (a superset of `lower`)."""
+    raw = tuple(part for part in path.split("/") if part not in ("", "."))
+    normal = tuple(part for part in posixpath.normpath("/" + path).split("/") if part)
+    folds = (str.lower, str.casefold)
+    return [tuple(fold(part) for part in parts) for parts in (raw, normal) for fold in folds]
+
+
+def _protected_parts(parts: tuple[str, ...]) -> bool:
+    """The rules on one folded spelling (every pattern is lower case)."""
+    if not parts:
+        return False
+    folders, name = parts[:-1], parts[-1]
     if TEST_DIRS.intersection(folders):
         return True
-    if any(fnmatch.fnmatch(folder, pattern) for folder in folders for pattern in HOOK_DIRS):
+    # Package metadata is read as a folder or, for *.egg-info, as a file of its own.
+    if any(fnmatch.fnmatchcase(part, pattern) for part in parts for pattern in HOOK_DIRS):
         return True
-    return any(fnmatch.fnmatch(pure.name, pattern) for pattern in (*TEST_FILES, *CONFIG_FILES, *HOOK_FILES))
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in (*TEST_FILES, *CONFIG_FILES, *HOOK_FILES))
 
 
 _C_ESCAPES = {b"a": 7, b"b": 8, b"t": 9, b"n": 10, b"v": 11, b"f": 12, b"r": 13}
