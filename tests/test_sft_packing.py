@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -71,12 +73,33 @@ def model(tiny_model):
     return loaded.eval()
 
 
-def test_packed_sequences_do_not_see_each_other(model):
+@pytest.fixture(scope="module")
+def model64(model):
+    """A float64 copy: comparisons of two computations that sum in different orders (chunks vs all at
+    once, packed vs alone) must not depend on how this CPU's float32 kernels order their sums."""
+    return copy.deepcopy(model).to(torch.float64)
+
+
+def tolerance(loss: torch.Tensor, scale: float) -> float:
+    """64 units of the loss's own precision times the size of what is compared.
+
+    The model and the reference are float64 (eps 2.2e-16), so their summation-order error is ~1e-15 of
+    `scale` on any CPU. The chunked loss computes its logits and sums in `loss.dtype`: float32 for a
+    float64 model today (trainers/loss.py upcasts to float32, not beyond), where one rounding of the
+    logits (u = 6e-8) moves the result by ~1 eps of `scale` (measured: 0.5 eps; 0.8 eps with float64
+    sums in the loss). 64 eps leaves >=60x headroom at either precision (7e-6 of `scale` for float32,
+    1.4e-14 for float64) and still catches any real mistake (a missed or doubled chunk moves the result
+    by O(scale)).
+    """
+    return 64 * torch.finfo(loss.dtype).eps * scale
+
+
+def test_packed_sequences_do_not_see_each_other(model64):
     """The loss of a packed row is the sum of its sequences' losses run alone (transformers only reads
     restarting position ids as boundaries when no KV cache is passed: the trainer's loss sets use_cache)."""
     torch.manual_seed(1)
     first, second = torch.randint(10, 1000, (1, 7)), torch.randint(10, 1000, (1, 5))
-    loss = CausalLMLoss(model)
+    loss = CausalLMLoss(model64)
     with torch.no_grad():
         together = loss(
             input_ids=torch.cat([first, second], dim=1),
@@ -86,10 +109,14 @@ def test_packed_sequences_do_not_see_each_other(model):
         alone = [
             loss(input_ids=x, position_ids=torch.arange(x.shape[1])[None], labels=x) for x in (first, second)
         ]
-    torch.testing.assert_close(together, alone[0] + alone[1], rtol=1e-5, atol=1e-5)
+    # both sides see the same float64 hidden states; only the loss's own sums differ (see tolerance)
+    atol = tolerance(together, together.abs().item())
+    torch.testing.assert_close(together, alone[0] + alone[1], rtol=0, atol=atol)
 
 
-def test_chunked_loss_and_gradients_equal_the_full_cross_entropy(model):
+def test_chunked_loss_and_gradients_equal_the_full_cross_entropy(model64):
+    """Against a float64 reference: in float32 the two orders of summation differed by 7.7e-6 on one CPU
+    and not on another, so a float32 comparison tested the CPU, not the loss."""
     torch.manual_seed(2)
     ids = torch.randint(10, 1000, (2, 12))
     labels = ids.clone()
@@ -97,21 +124,26 @@ def test_chunked_loss_and_gradients_equal_the_full_cross_entropy(model):
     labels[1, 8:] = IGNORE
     positions = torch.arange(12).repeat(2, 1)
 
-    model.zero_grad()
-    full = model(input_ids=ids, position_ids=positions).logits[:, :-1]
+    model64.zero_grad()
+    full = model64(input_ids=ids, position_ids=positions).logits[:, :-1]
+    assert full.dtype == torch.float64
     reference = torch.nn.functional.cross_entropy(
         full.reshape(-1, full.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=IGNORE, reduction="sum"
     )
     reference.backward()
-    expected = [p.grad.clone() for p in model.parameters()]
+    expected = [p.grad.clone() for p in model64.parameters()]
 
-    model.zero_grad()
-    chunked = CausalLMLoss(model, chunk=3)(input_ids=ids, position_ids=positions, labels=labels)
+    model64.zero_grad()
+    chunked = CausalLMLoss(model64, chunk=3)(input_ids=ids, position_ids=positions, labels=labels)
     chunked.backward()
-    torch.testing.assert_close(chunked, reference, rtol=1e-5, atol=1e-5)
-    for got, want in zip((p.grad for p in model.parameters()), expected, strict=True):
-        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
-    model.zero_grad()
+    torch.testing.assert_close(
+        chunked.double(), reference, rtol=0, atol=tolerance(chunked, reference.abs().item())
+    )
+    atol = tolerance(chunked, max(want.abs().max().item() for want in expected))
+    for got, want in zip((p.grad for p in model64.parameters()), expected, strict=True):
+        assert got.dtype == torch.float64
+        torch.testing.assert_close(got, want, rtol=0, atol=atol)
+    model64.zero_grad()
 
 
 def test_no_trained_position_gives_zero_loss_that_still_backpropagates(model):
@@ -132,11 +164,12 @@ def test_the_fused_loss_handles_a_biased_head_in_every_dtype(dtype):
     chunked_cross_entropy(hidden, head, labels, chunk=4).backward()
     ours = [hidden.grad, head.weight.grad, head.bias.grad]
     assert [grad.dtype for grad in ours] == [dtype] * 3
-    copies = [tensor.detach().float().requires_grad_() for tensor in (hidden, head.weight, head.bias)]
+    # the reference runs in float64, so only our own rounding (float32 or bf16) is measured
+    copies = [tensor.detach().double().requires_grad_() for tensor in (hidden, head.weight, head.bias)]
     logits = torch.nn.functional.linear(copies[0][:, :-1], copies[1], copies[2])
     torch.nn.functional.cross_entropy(
         logits.reshape(-1, 50), labels[:, 1:].reshape(-1), ignore_index=IGNORE, reduction="sum"
     ).backward()
-    tolerance = 1e-5 if dtype == torch.float32 else 3e-2
-    for got, copy in zip(ours, copies, strict=True):
-        torch.testing.assert_close(got.float(), copy.grad, rtol=tolerance, atol=tolerance)
+    limit = 1e-5 if dtype == torch.float32 else 3e-2  # ~80 and ~4 eps of the dtype
+    for got, twin in zip(ours, copies, strict=True):
+        torch.testing.assert_close(got.double(), twin.grad, rtol=limit, atol=limit)
