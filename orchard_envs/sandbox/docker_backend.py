@@ -17,6 +17,15 @@ Container shape, and why:
   fill a json log), and an `fsize` ulimit just above `spec.disk` bounds any single file elsewhere
   (e.g. in a VOLUME a custom image declares). The price of the read-only root: `apt-get` and
   `pip install` into system paths fail (`pip install --user` works).
+* Privileges: every process runs as the unprivileged sandbox user (uid SANDBOX_UID, `orchard` in the
+  base image; numeric, so any image works) with all capabilities dropped and `no-new-privileges`, so
+  a setuid binary gains nothing and a kernel bug that needs a capability inside the container is out
+  of reach. The writable areas are owned by that uid and mounted nosuid,nodev, and whatever the host
+  writes into them (files, tars, base_dir) is rewritten to belong to it, so the agent can change
+  every file it was given and no upload carries a setuid-root or device file. `SandboxSpec(root=True)`
+  runs as uid 0 instead, with only the file-administration capabilities `ROOT_CAPS` (chown, read or
+  write any file, setuid to other users, kill theirs): never raw sockets, mounts, device nodes,
+  chroot or capability changes, which no task needs and which widen the kernel's attack surface.
 * Commands: the persistent session is ONE `docker exec` of bash with stdin attached; each command
   is bytes on that socket (shell.ShellSession's protocol), no new exec per command. One-shot
   commands are a fresh `docker exec bash -c`. Timeouts kill the command's process tree from the host
@@ -61,7 +70,14 @@ from orchard_envs.errors import (
 from orchard_envs.sandbox import procs
 from orchard_envs.sandbox.base import Backend, Sandbox, Snapshot, new_sandbox_id, session_replay_script
 from orchard_envs.sandbox.docker_channel import DOCKER_ERRORS, ExecChannel
-from orchard_envs.sandbox.docker_image import BASE_IMAGE, docker_client
+from orchard_envs.sandbox.docker_image import (
+    BASE_IMAGE,
+    BASE_VERSION,
+    SANDBOX_HOME,
+    SANDBOX_UID,
+    VERSION_LABEL,
+    docker_client,
+)
 from orchard_envs.sandbox.shell import (
     ChannelClosed,
     ShellSession,
@@ -72,7 +88,7 @@ SANDBOX_LABEL = "orchard.sandbox"
 DEADLINE_LABEL = "orchard.deadline"
 ID_LABEL = "orchard.id"
 SHELL_ARGV = ["bash", "--noprofile", "--norc"]
-HOME, TMP = "/root", "/tmp"
+HOME, TMP = SANDBOX_HOME, "/tmp"
 AREA_MODES = {TMP: "1777", HOME: "700"}
 REAP_INTERVAL = 30.0
 HELPER_TIMEOUT = 30.0
@@ -80,6 +96,10 @@ HELPER_MAX_OUTPUT = 64 * 1024 * 1024
 START_TIMEOUT = 10.0
 FSIZE_SLACK = 1024 * 1024
 MIN_HEADROOM = 64 * 1024 * 1024  # memory kept free of tmpfs pages so commands can still run
+COPY_CHUNK = 1024 * 1024
+# What root=True keeps of Docker's default capabilities; NET_RAW, MKNOD, SYS_CHROOT, SETPCAP, SETFCAP,
+# NET_BIND_SERVICE (unprivileged ports start at 0 in a container anyway) and AUDIT_WRITE stay dropped.
+ROOT_CAPS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID")
 
 
 # -- errors ----------------------------------------------------------------------------------------
@@ -125,6 +145,7 @@ class DockerSandbox(Sandbox):
         self.container_id = container_id
         self._init_pid = init_pid
         self.areas = writable_areas(spec)
+        self.uid = sandbox_uid(spec)
         self._session: ShellSession | None = None
         self._helper: ShellSession | None = None
         self._session_lock = threading.Lock()
@@ -299,7 +320,7 @@ class DockerSandbox(Sandbox):
             self._mkdirs(parent)
         payload = data.encode() if isinstance(data, str) else bytes(data)
         with self._docker(f"write {real}"):
-            self._api.put_archive(self.container_id, parent, _file_tar(name, payload, mode))
+            self._api.put_archive(self.container_id, parent, _file_tar(name, payload, mode, self.uid))
 
     def list_dir(self, path: str = ".") -> list[FileInfo]:
         real, kind, _ = self._resolve(path)
@@ -326,6 +347,21 @@ class DockerSandbox(Sandbox):
         return sorted(infos, key=lambda info: info.name)
 
     def upload_tar(self, data: bytes, dest: str = ".") -> None:
+        try:
+            owned = owned_tar(data, self.uid)
+        except tarfile.TarError as exc:
+            raise SandboxError(f"cannot extract into {self.abspath(dest)}: not a tar ({exc})") from exc
+        self._extract(owned, dest)
+
+    def upload_dir(self, host_dir: str | os.PathLike[str], dest: str = ".") -> None:
+        """Like the base class's, but the tar is made owned by the sandbox user in one pass."""
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            tar.add(str(host_dir), arcname=".", filter=lambda member: _owned_member(member, self.uid))
+        self._extract(buf.getvalue(), dest)
+
+    def _extract(self, data: bytes, dest: str) -> None:
+        """put_archive a tar whose members already belong to the sandbox user."""
         real, kind, _ = self._resolve(dest)
         if kind == "file":
             raise SandboxError(f"cannot extract into {self.abspath(dest)}: it is a file")
@@ -419,13 +455,71 @@ def _area_of(path: str, areas: tuple[str, ...]) -> str | None:
     return None
 
 
-def _file_tar(name: str, payload: bytes, mode: int) -> bytes:
+def _file_tar(name: str, payload: bytes, mode: int, uid: int) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         info = tarfile.TarInfo(name)
         info.size, info.mode, info.mtime = len(payload), mode, int(time.time())
-        tar.addfile(info, io.BytesIO(payload))
+        tar.addfile(_owned_member(info, uid), io.BytesIO(payload))
     return buf.getvalue()
+
+
+def _owned_member(member: tarfile.TarInfo, uid: int) -> tarfile.TarInfo | None:
+    """`member` owned by uid:uid (the daemon extracts as root and keeps a tar's owners); device
+    nodes are dropped (an unprivileged `tar -x`, as on local, can't make them either)."""
+    if member.ischr() or member.isblk():
+        return None
+    member.uid = member.gid = uid
+    member.uname = member.gname = ""
+    for key in ("uid", "gid", "uname", "gname"):  # a pax record would override the fields above
+        member.pax_headers.pop(key, None)
+    return member
+
+
+def owned_tar(data: bytes, uid: int) -> bytes:
+    """`data` (a tar, compressed or not) with every member owned by uid:uid: the sandbox user can change
+    whatever the host uploads, and an upload can't plant a root-owned (setuid) file. Parent folders the
+    tar only implies get entries of their own, or the daemon would make them root's."""
+    out = io.BytesIO()
+    folders: set[str] = set()
+    with (
+        tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as source,
+        tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT, copybufsize=COPY_CHUNK) as target,
+    ):
+        for member in source:
+            owned = _owned_member(member, uid)
+            if owned is None:
+                continue
+            for folder in _implied_folders(owned.name, folders):
+                target.addfile(_folder_member(folder, uid))
+            if owned.isdir():
+                folders.add(posixpath.normpath(owned.name))
+            target.addfile(owned, source.extractfile(member) if member.isreg() else None)
+    return out.getvalue()
+
+
+def _implied_folders(name: str, seen: set[str]) -> list[str]:
+    """The folders above `name` that no earlier member created, outermost first (and now `seen`)."""
+    parts = posixpath.normpath(name.lstrip("/")).split("/")[:-1]
+    missing = []
+    for depth in range(1, len(parts) + 1):
+        folder = "/".join(parts[:depth])
+        if folder not in (".", "..") and folder not in seen:
+            seen.add(folder)
+            missing.append(folder)
+    return missing
+
+
+def _folder_member(name: str, uid: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, int(time.time())
+    info.uid = info.gid = uid
+    return info
+
+
+def sandbox_uid(spec: SandboxSpec) -> int:
+    """The uid (and gid) the sandbox's processes and files have: 0 only when the spec asks for root."""
+    return 0 if spec.root else SANDBOX_UID
 
 
 def writable_areas(spec: SandboxSpec) -> tuple[str, ...]:
@@ -469,8 +563,8 @@ def area_size(spec: SandboxSpec) -> int | None:
     return room if spec.disk is None else min(spec.disk, room)
 
 
-def _tmpfs_volume(target: str, size: int | None, mode: str) -> Mount:
-    options = f"size={size},mode={mode}" if size else f"mode={mode}"
+def _tmpfs_volume(target: str, size: int | None, mode: str, uid: int) -> Mount:
+    options = f"mode={mode},uid={uid},gid={uid},nosuid,nodev" + (f",size={size}" if size else "")
     driver = DriverConfig("local", {"type": "tmpfs", "device": "tmpfs", "o": options})
     return Mount(target, None, type="volume", driver_config=driver)
 
@@ -485,6 +579,7 @@ class DockerBackend(Backend):
         self._own_client = client is None
         self.image_aliases = {"default": BASE_IMAGE, **(image_aliases or {})}
         self._last_reap = -REAP_INTERVAL
+        self._base_checked = False
         self._lock = threading.Lock()
 
     @property
@@ -537,12 +632,16 @@ class DockerBackend(Backend):
         sandbox_id = new_sandbox_id()
         image = self.image_aliases.get(spec.image, spec.image)
         api = self.api
+        if image == BASE_IMAGE:
+            self._check_base_image(sandbox_id)
+        uid = sandbox_uid(spec)
         try:
             created = api.create_container(
                 image,
                 entrypoint=["sleep", f"{spec.ttl:.3f}"],
                 working_dir=spec.workdir,
-                environment=spec.env,
+                user=f"{uid}:{uid}",
+                environment={"HOME": HOME, **spec.env},  # an image without the user would say HOME=/
                 labels={
                     SANDBOX_LABEL: "1",
                     ID_LABEL: sandbox_id,
@@ -564,16 +663,38 @@ class DockerBackend(Backend):
             raise translate(exc, sandbox_id, "start the container") from exc
         return DockerSandbox(self, sandbox_id, spec, container_id, init_pid, session)
 
+    def _check_base_image(self, sandbox_id: str) -> None:
+        """Refuse a default image built before the sandbox user existed (once per backend)."""
+        if self._base_checked:
+            return
+        try:
+            labels = self.api.inspect_image(BASE_IMAGE)["Config"].get("Labels") or {}
+        except docker.errors.ImageNotFound as exc:
+            raise self._missing_image(BASE_IMAGE) from exc
+        except DOCKER_ERRORS as exc:
+            raise translate(exc, sandbox_id, f"inspect {BASE_IMAGE}") from exc
+        if labels.get(VERSION_LABEL) != BASE_VERSION:
+            found = labels.get(VERSION_LABEL)
+            raise BackendUnavailable(
+                f"{BASE_IMAGE} on this Docker host is an older build (version {found!r}, this code needs "
+                f"{BASE_VERSION!r}); rebuild it with `python -m orchard_envs.sandbox.docker_image`"
+            )
+        self._base_checked = True
+
     @staticmethod
     def _host_options(spec: SandboxSpec) -> dict[str, Any]:
-        areas = writable_areas(spec)
+        areas, uid = writable_areas(spec), sandbox_uid(spec)
         options: dict[str, Any] = {
             "init": True,
             "auto_remove": True,
             "read_only": True,
-            "mounts": [_tmpfs_volume(area, area_size(spec), AREA_MODES.get(area, "755")) for area in areas],
+            "mounts": [
+                _tmpfs_volume(area, area_size(spec), AREA_MODES.get(area, "755"), uid) for area in areas
+            ],
             "log_config": LogConfig(type="none"),
             "security_opt": ["no-new-privileges"],
+            "cap_drop": ["ALL"],
+            "cap_add": list(ROOT_CAPS) if spec.root else None,
         }
         if not spec.network:
             options["network_mode"] = "none"

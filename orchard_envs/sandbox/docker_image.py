@@ -1,12 +1,13 @@
 """Build the offline base image `orchard-base:bookworm` that the Docker backend's 'default' image maps to.
 
 The image is made without any registry: debootstrap installs a minimal Debian bookworm (plus python3,
-git, ca-certificates and procps) from the apt mirror this machine already uses, and the tree is
-streamed into `docker import`. The mirror is read from the machine's apt sources at run time, so the
-same code works behind whatever mirror or proxy a site configures.
+git, ca-certificates and procps) from the apt mirror this machine already uses, the unprivileged
+sandbox user `orchard` (uid SANDBOX_UID) is added, and the tree is streamed into `docker import`. The
+mirror is read from the machine's apt sources at run time, so the same code works behind whatever
+mirror or proxy a site configures.
 
 Run `python -m orchard_envs.sandbox.docker_image` once per Docker host (about a minute); later calls
-find the image and return at once.
+find the image and return at once; an image of an older BASE_VERSION (its label) is rebuilt.
 """
 
 from __future__ import annotations
@@ -26,12 +27,19 @@ from typing import Any
 from orchard_envs.errors import BackendUnavailable
 
 BASE_IMAGE = "orchard-base:bookworm"
-BASE_VERSION = "1"
+# Version 2 added the sandbox user; the docker backend refuses an older default image.
+BASE_VERSION = "2"
 VERSION_LABEL = "orchard.base-version"
 SUITE = "bookworm"
 PACKAGES = ("python3", "git", "ca-certificates", "procps")
 APT_SOURCES_LIST = Path("/etc/apt/sources.list")
 APT_SOURCES_DIR = Path("/etc/apt/sources.list.d")
+# The sandbox's processes run as this uid (and gid) unless `SandboxSpec.root`. A uid no host account
+# normally has: per-uid kernel limits (RLIMIT_NPROC, say) are not shared with a person's processes.
+# Its home is /root, the home area on every backend, so paths are the same for root and the user.
+SANDBOX_USER = "orchard"
+SANDBOX_UID = 10001
+SANDBOX_HOME = "/root"
 LOCK_PATH = Path(tempfile.gettempdir()) / "orchard-base-image.lock"
 # Image config for `docker import` (an imported tree has none): a sane PATH, UTF-8, a shell.
 IMAGE_CHANGES = [
@@ -189,6 +197,22 @@ def _slim(root: Path) -> None:
                 path.unlink()
 
 
+def _add_sandbox_user(root: Path) -> None:
+    """Name the sandbox uid in the tree's user database, so `whoami`, git and `getpass` work for it."""
+    uid = SANDBOX_UID
+    entries = {
+        "etc/passwd": f"{SANDBOX_USER}:x:{uid}:{uid}:Orchard sandbox:{SANDBOX_HOME}:/bin/bash",
+        "etc/group": f"{SANDBOX_USER}:x:{uid}:",
+        "etc/shadow": f"{SANDBOX_USER}:!::0:99999:7:::",  # no password: nobody logs in as it
+        "etc/gshadow": f"{SANDBOX_USER}:!::",
+    }
+    for name, line in entries.items():
+        path = root / name
+        text = path.read_text() if path.exists() else ""
+        if not any(entry.split(":", 1)[0] == SANDBOX_USER for entry in text.splitlines()):
+            path.write_text(text + ("" if text.endswith("\n") or not text else "\n") + line + "\n")
+
+
 def _tar_stream(root: Path) -> Iterator[bytes]:
     """A tar of `root` with numeric owners, produced by GNU tar and yielded in chunks."""
     proc = subprocess.Popen(
@@ -240,6 +264,7 @@ def build_base_image(force: bool = False, progress: Progress = _quiet) -> str:
             root = Path(tmp) / "rootfs"
             _debootstrap(root, mirror, progress)
             _slim(root)
+            _add_sandbox_user(root)
             progress(f"importing the tree into Docker as {BASE_IMAGE}")
             repository, _, tag = BASE_IMAGE.partition(":")
             client.api.import_image_from_data(

@@ -42,6 +42,12 @@ class SandboxSpec(BaseModel):
     env: dict[str, str] = Field(default_factory=dict, description="environment variables for every command")
     base_dir: Path | None = Field(None, description="host directory whose contents seed the workdir")
     max_output: int = Field(1024 * 1024, gt=0, description="per-stream output cap in bytes for exec")
+    root: bool = Field(
+        False,
+        description="run commands as uid 0 instead of the unprivileged sandbox user, for tasks that need "
+        "root (e.g. to chown files); on docker, root keeps only the file-administration capabilities "
+        "(docker_backend.ROOT_CAPS): no raw sockets, mounts or device nodes either way",
+    )
 
     @field_validator("memory", "disk", mode="before")
     @classmethod
