@@ -10,7 +10,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orchard_envs.errors import PathEscapeError
-from orchard_envs.sandbox.local.paths import Area, to_host
+from orchard_envs.sandbox.local.paths import Area, resolve
+
+
+def to_host(path: str, areas: list[Area], follow_last: bool = True) -> Path:
+    return resolve(path, areas, follow_last).host
 
 
 @pytest.fixture

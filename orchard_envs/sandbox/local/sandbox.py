@@ -16,10 +16,10 @@ from pathlib import Path
 from orchard_envs.errors import BackendUnavailable, SandboxError, SandboxFileNotFound
 from orchard_envs.sandbox import procs
 from orchard_envs.sandbox.base import Backend, Sandbox, Snapshot, new_sandbox_id, session_replay_script
-from orchard_envs.sandbox.local.bwrap import BROKER_SHELL, bwrap_argv, system_root
+from orchard_envs.sandbox.local.bwrap import BROKER_SHELL, args_memfd, bwrap_options, system_root
 from orchard_envs.sandbox.local.cgroups import CgroupSet, sweep_orphans
 from orchard_envs.sandbox.local.fifo_channel import BROKER, FifoChannel, make_control
-from orchard_envs.sandbox.local.paths import Area, to_host
+from orchard_envs.sandbox.local.paths import Area, Location, describe, parent_dir, resolve
 from orchard_envs.sandbox.local.storage import Storage, copy_state, default_state_root, expired
 from orchard_envs.sandbox.shell import ChannelClosed, ShellSession
 from orchard_envs.sandbox.spec import ExecResult, FileInfo, SandboxSpec, SessionState
@@ -109,53 +109,73 @@ class LocalSandbox(Sandbox):
             return result
 
     # -- files -------------------------------------------------------------------------------------
-    def _host(self, path: str, follow_last: bool = True) -> Path:
+    # Every call walks from an area's root fd without following links (see paths.py), because the
+    # sandbox can swap any directory for a link while the host is in the middle of a call.
+    def _locate(self, path: str, follow_last: bool = True) -> Location:
         self._check_open()
-        return to_host(self.abspath(path), self.areas, follow_last)
+        return resolve(self.abspath(path), self.areas, follow_last)
 
     def read_file(self, path: str) -> bytes:
-        host = self._host(path)
+        shown = self.abspath(path)
         try:
-            fd = os.open(host, os.O_RDONLY | os.O_NOFOLLOW)
+            with parent_dir(self._locate(path)) as (parent, name):
+                # O_NONBLOCK: a FIFO planted here must not hang the host; it is refused below.
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=parent)
         except FileNotFoundError:
-            raise SandboxFileNotFound(f"no such file in sandbox {self.id}: {self.abspath(path)}") from None
+            raise SandboxFileNotFound(f"no such file in sandbox {self.id}: {shown}") from None
         except OSError as exc:
-            raise SandboxError(f"cannot read {self.abspath(path)}: {exc.strerror}") from None
-        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise SandboxError(f"cannot read {shown}: {describe(exc)}") from None
+        kind = os.fstat(fd).st_mode
+        if not stat.S_ISREG(kind):
             os.close(fd)
-            raise SandboxError(f"{self.abspath(path)} is a directory; use list_dir")
+            if stat.S_ISDIR(kind):
+                raise SandboxError(f"{shown} is a directory; use list_dir")
+            raise SandboxError(f"{shown} is not a regular file; use exec to read it")
+        os.set_blocking(fd, True)
         with os.fdopen(fd, "rb") as handle:
             return handle.read()
 
     def write_file(self, path: str, data: bytes | str, mode: int = 0o644) -> None:
-        host = self._host(path)
+        shown = self.abspath(path)
         payload = data.encode() if isinstance(data, str) else data
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
         try:
-            host.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(host, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+            with parent_dir(self._locate(path), create=True) as (parent, name):
+                fd = os.open(name, flags, 0o600, dir_fd=parent)
         except OSError as exc:
-            raise SandboxError(f"cannot write {self.abspath(path)}: {exc.strerror}") from None
+            raise SandboxError(f"cannot write {shown}: {describe(exc)}") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise SandboxError(f"cannot write {shown}: it is not a regular file")
+        os.set_blocking(fd, True)
         with os.fdopen(fd, "wb") as handle:
+            os.ftruncate(fd, 0)
             handle.write(payload)
-        os.chmod(host, mode)
+            os.fchmod(fd, mode)
 
     def list_dir(self, path: str = ".") -> list[FileInfo]:
-        host = self._host(path)
         base = self.abspath(path)
         try:
-            entries = sorted(os.scandir(host), key=lambda e: e.name)
+            with parent_dir(self._locate(path)) as (parent, name):
+                fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
         except FileNotFoundError:
             raise SandboxFileNotFound(f"no such directory in sandbox {self.id}: {base}") from None
         except NotADirectoryError:
             raise SandboxError(f"{base} is not a directory") from None
-        return [_file_info(entry, base) for entry in entries]
+        except OSError as exc:
+            raise SandboxError(f"cannot list {base}: {describe(exc)}") from None
+        try:
+            with os.scandir(fd) as entries:
+                return [_file_info(entry, base) for entry in sorted(entries, key=lambda e: e.name)]
+        finally:
+            os.close(fd)
 
     def upload_tar(self, data: bytes, dest: str = ".") -> None:
-        self._host(dest)  # the same writable-area rule as every other file call
+        self._locate(dest)  # the same writable-area rule as every other file call; tar runs inside
         super().upload_tar(data, dest)
 
     def download_tar(self, path: str = ".") -> bytes:
-        self._host(path)
+        self._locate(path)
         return super().download_tar(path)
 
     # -- state -------------------------------------------------------------------------------------
@@ -223,8 +243,8 @@ class LocalBackend(Backend):
             storage.create(spec, base, copy_from)
             make_control(storage.ctl)
             cgroups = CgroupSet.create(sandbox_id, spec)
-            argv = bwrap_argv(spec, storage.workspace(base), storage.tmp, storage.home, storage.ctl)
-            process = _spawn(argv + BROKER_SHELL + [BROKER], spec, cgroups, storage.root / "bwrap.log")
+            options = bwrap_options(spec, storage.workspace(base), storage.tmp, storage.home, storage.ctl)
+            process = _spawn(options, [*BROKER_SHELL, BROKER], spec, cgroups)
             storage.write_meta(
                 pid=process.pid, deadline=time.time() + spec.ttl, cgroups=[str(d) for d in cgroups.dirs]
             )
@@ -260,29 +280,46 @@ class LocalBackend(Backend):
             shutil.rmtree(snapshot.payload, ignore_errors=True)
 
 
-def _spawn(argv: list[str], spec: SandboxSpec, cgroups: CgroupSet, log: Path) -> subprocess.Popen:
+# The whole environment of the processes that start a sandbox: bwrap stays the sandbox's pid 1, and
+# anything in its environment (API keys of the host process) would be readable in /proc/1/environ.
+SPAWN_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+
+
+def _spawn(options: list[str], command: list[str], spec: SandboxSpec, cgroups: CgroupSet) -> subprocess.Popen:
+    """Start bwrap with `options` handed over in a memfd (`--args`), so neither its command line nor its
+    environment, seen from inside as /proc/1, holds a host path or a host secret, and with no host fd:
+    stdin and stdout are /dev/null and stderr a pipe the host reads only while the sandbox starts."""
     # sh joins the cgroups, then becomes `timeout`, which kills bwrap (and so the whole pid
     # namespace) at the TTL even if the creating process is long gone.
     script = cgroups.enter_script() + 'exec timeout -s KILL "$@"'
-    with open(log, "wb") as stderr:
+    args = args_memfd(options)
+    try:
         return subprocess.Popen(
-            ["sh", "-c", script, "sh", f"{spec.ttl:.3f}", *argv],
+            ["sh", "-c", script, "sh", f"{spec.ttl:.3f}", "bwrap", "--args", str(args), *command],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            stderr=stderr,
+            stderr=subprocess.PIPE,
+            pass_fds=(args,),
+            env=SPAWN_ENV,
             start_new_session=True,
         )
+    finally:
+        os.close(args)
 
 
 def _wait_ready(process: subprocess.Popen, storage: Storage) -> None:
-    """Block until the broker reads its control FIFO (a writer can then open it without blocking)."""
+    """Block until the broker reads its control FIFO (a writer can then open it without blocking).
+
+    Then the host closes its end of bwrap's stderr: what the sandbox writes there later reaches no one.
+    """
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            log = (storage.root / "bwrap.log").read_text(errors="replace").strip()
+            log = process.stderr.read().decode(errors="replace").strip()
             raise SandboxError(f"sandbox failed to start: {log or 'bwrap exited ' + str(process.returncode)}")
         try:
             os.close(os.open(storage.ctl / "control", os.O_WRONLY | os.O_NONBLOCK))
+            process.stderr.close()
             return
         except OSError:
             time.sleep(0.0005)
