@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from orchard_envs.errors import ConfigError
@@ -39,9 +40,10 @@ def system_root(image: str) -> Path:
     return root
 
 
-def bwrap_argv(spec: SandboxSpec, workspace: Path, tmp: Path, home: Path, ctl: Path) -> list[str]:
+def bwrap_options(spec: SandboxSpec, workspace: Path, tmp: Path, home: Path, ctl: Path) -> list[str]:
+    """bwrap's options (without the program name), handed over with `args_memfd`."""
     root = system_root(spec.image)
-    argv = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+    argv = ["--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
     argv += ["--share-net"] if spec.network else []
     argv += ["--hostname", "sandbox"]
     for name in SYSTEM_DIRS:
@@ -58,10 +60,24 @@ def bwrap_argv(spec: SandboxSpec, workspace: Path, tmp: Path, home: Path, ctl: P
         argv += ["--ro-bind", str(root / "etc"), "/etc"]
     argv += ["--proc", "/proc", "--dev", "/dev"]
     argv += ["--bind", str(tmp), "/tmp", "--bind", str(home), "/root"]
-    argv += ["--bind", str(workspace), spec.workdir, "--bind", str(ctl), "/.orchard"]
+    # Read-only: the sandbox can use the FIFOs in it but never swap them for links or files.
+    argv += ["--bind", str(workspace), spec.workdir, "--ro-bind", str(ctl), "/.orchard"]
     argv += ["--chdir", spec.workdir, "--clearenv"]
     for key, value in {**DEFAULT_ENV, **spec.env}.items():
         argv += ["--setenv", key, value]
     return argv
 
 BROKER_SHELL = ["/bin/bash", "--noprofile", "--norc", "-c"]
+
+
+def args_memfd(options: list[str]) -> int:
+    """bwrap's options in a memfd for `--args FD`, so the sandbox's /proc/1/cmdline holds no host path.
+
+    bwrap reads the fd to its end and closes it before the sandbox starts.
+    """
+    if any("\0" in option for option in options):
+        raise ConfigError("a sandbox setting (e.g. an env value) contains a NUL byte")
+    fd = os.memfd_create("bwrap-args", os.MFD_CLOEXEC)
+    os.write(fd, b"".join(option.encode() + b"\0" for option in options))
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd

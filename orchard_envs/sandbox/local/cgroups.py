@@ -9,10 +9,13 @@ import time
 import warnings
 from pathlib import Path
 
+from orchard_envs.errors import BackendUnavailable, SandboxError
 from orchard_envs.sandbox.spec import SandboxSpec
 
 ROOT = Path("/sys/fs/cgroup")
 PERIOD_US = 100_000
+# Set to 1 to run sandboxes without their memory/pids/cpu limits where cgroups cannot be written.
+OPT_OUT = "ORCHARD_ALLOW_UNLIMITED_SANDBOXES"
 
 
 def _v2() -> bool:
@@ -27,12 +30,28 @@ class CgroupSet:
 
     @classmethod
     def create(cls, name: str, spec: SandboxSpec) -> CgroupSet:
+        """The sandbox's own new cgroups with its limits written; a sandbox whose requested limits
+        cannot be enforced is refused (BackendUnavailable) unless OPT_OUT is set."""
+        if spec.memory is None and spec.pids is None and spec.cpu is None:
+            return cls([])
+        made: list[Path] = []
         try:
-            return cls(_create_v2(name, spec) if _v2() else _create_v1(name, spec))
+            (_create_v2 if _v2() else _create_v1)(name, spec, made)
+            return cls(made)
+        except FileExistsError:
+            cls(made).remove()
+            raise SandboxError(f"cgroup {name} already exists; refusing to reuse another's limits") from None
         except OSError as exc:
+            cls(made).remove()  # nothing half-made stays behind
+            if os.environ.get(OPT_OUT) != "1":
+                raise BackendUnavailable(
+                    "cannot enforce the sandbox's memory/pids/cpu limits: cgroups are not writable here "
+                    f"({exc.strerror or exc}). Run as root on a host with cgroup2 mounted, or set "
+                    f"{OPT_OUT}=1 to run sandboxes without limits"
+                ) from None
             warnings.warn(
-                f"cgroups are not writable here ({exc}); sandbox memory/pids/cpu limits are not enforced. "
-                "Run as root on a host with cgroups mounted to enforce them.",
+                f"cgroups are not writable here ({exc}); sandbox memory/pids/cpu limits are not enforced "
+                f"({OPT_OUT}=1)",
                 RuntimeWarning,
                 stacklevel=3,
             )
@@ -97,8 +116,7 @@ def _write(path: Path, value: object) -> None:
     path.write_text(str(value))
 
 
-def _create_v1(name: str, spec: SandboxSpec) -> list[Path]:
-    dirs = []
+def _create_v1(name: str, spec: SandboxSpec, made: list[Path]) -> None:
     limits = {
         "memory": [("memory.limit_in_bytes", spec.memory)],
         "pids": [("pids.max", spec.pids)],
@@ -106,15 +124,15 @@ def _create_v1(name: str, spec: SandboxSpec) -> list[Path]:
     }
     for controller, settings in limits.items():
         d = ROOT / controller / "orchard" / name
-        d.mkdir(parents=True, exist_ok=True)
+        d.parent.mkdir(parents=True, exist_ok=True)
+        d.mkdir()
+        made.append(d)
         for filename, value in settings:
             if value is not None:
                 _write(d / filename, value)
-        dirs.append(d)
-    return dirs
 
 
-def _create_v2(name: str, spec: SandboxSpec) -> list[Path]:
+def _create_v2(name: str, spec: SandboxSpec, made: list[Path]) -> None:
     parent = ROOT / "orchard"
     parent.mkdir(exist_ok=True)
     with contextlib.suppress(OSError):
@@ -122,7 +140,8 @@ def _create_v2(name: str, spec: SandboxSpec) -> list[Path]:
     with contextlib.suppress(OSError):
         _write(parent / "cgroup.subtree_control", "+memory +pids +cpu")
     d = parent / name
-    d.mkdir(exist_ok=True)
+    d.mkdir()
+    made.append(d)
     if spec.memory is not None:
         _write(d / "memory.max", spec.memory)
         with contextlib.suppress(OSError):
@@ -131,7 +150,6 @@ def _create_v2(name: str, spec: SandboxSpec) -> list[Path]:
         _write(d / "pids.max", spec.pids)
     if spec.cpu is not None:
         _write(d / "cpu.max", f"{_quota(spec)} {PERIOD_US}")
-    return [d]
 
 
 def _quota(spec: SandboxSpec) -> int | None:

@@ -3,6 +3,10 @@
 The sandbox's main process is a tiny bash broker: it reads a name on a control FIFO and starts
 `bash` with stdin/stdout/stderr on three FIFOs of that name. Every shell (the persistent session and
 each one-shot exec) thus shares the sandbox's namespaces, cgroups and limits without a new bwrap.
+
+The sandbox sees the control folder read-only, so it cannot swap a FIFO for a link or a file; the
+host still opens every FIFO relative to the folder's fd, without following links, and only once
+`fstat` says it is a FIFO (see `open_fifo`), so a folder someone could write would not be trusted.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import contextlib
 import os
 import select
 import signal
+import stat
 import threading
 import uuid
 from pathlib import Path
@@ -36,27 +41,60 @@ def make_control(ctl_dir: Path) -> None:
     os.mkfifo(ctl_dir / CONTROL, 0o600)
 
 
+def open_folder(ctl_dir: Path) -> int:
+    """An O_PATH fd of the control folder, the anchor every FIFO is opened relative to."""
+    return os.open(ctl_dir, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+
+
+def pin_fifo(folder: int, name: str) -> int:
+    """An O_PATH fd of the FIFO `name` (a link is not followed); anything else there is refused."""
+    fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
+    if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise SandboxError(f"{name} in the sandbox's control folder is not a FIFO; refusing to open it")
+    return fd
+
+
+def reopen(pinned: int, flags: int) -> int:
+    """Open the very inode `pinned` refers to (through /proc/self/fd, so no path is walked again)."""
+    return os.open(f"/proc/self/fd/{pinned}", flags | os.O_CLOEXEC)
+
+
+def open_fifo(folder: int, name: str, flags: int) -> int:
+    pinned = pin_fifo(folder, name)
+    try:
+        return reopen(pinned, flags)
+    finally:
+        os.close(pinned)
+
+
 class FifoChannel:
     """One bash in the sandbox; implements shell.Channel."""
 
     def __init__(self, ctl_dir: Path, sandbox_root_pid: int) -> None:
         self.root_pid = sandbox_root_pid
         self.name = "s" + uuid.uuid4().hex[:12]
-        self.paths = [ctl_dir / f"{self.name}.{s}" for s in ("out", "err", "in")]
-        for path in self.paths:
-            os.mkfifo(path, 0o600)
+        names = [f"{self.name}.{s}" for s in ("out", "err", "in")]
         self.nspid: int | None = None
         self._fds: dict[int, int] = {}
+        folder = open_folder(ctl_dir)
+        pinned: list[int] = []
         try:
-            _request_shell(ctl_dir / CONTROL, self.name)
+            for name in names:
+                os.mkfifo(name, 0o600, dir_fd=folder)
+                pinned.append(pin_fifo(folder, name))
+            _request_shell(folder, self.name)
             # Same order as the broker's redirections (out, err, in), so the blocking opens pair up.
-            out = _open_or_give_up(self.paths[0], os.O_RDONLY)
-            err = _open_or_give_up(self.paths[1], os.O_RDONLY)
-            self._in = _open_or_give_up(self.paths[2], os.O_WRONLY)
+            out = _open_or_give_up(pinned[0], os.O_RDONLY)
+            err = _open_or_give_up(pinned[1], os.O_RDONLY)
+            self._in = _open_or_give_up(pinned[2], os.O_WRONLY)
         finally:
-            for path in self.paths:
+            for fd in pinned:
+                os.close(fd)
+            for name in names:
                 with contextlib.suppress(OSError):
-                    path.unlink()
+                    os.unlink(name, dir_fd=folder)
+            os.close(folder)
         for fd in (out, err):
             os.set_blocking(fd, False)
         self._fds = {out: STDOUT, err: STDERR}
@@ -112,9 +150,9 @@ class FifoChannel:
         self._in = None
 
 
-def _request_shell(control: Path, name: str) -> None:
+def _request_shell(folder: int, name: str) -> None:
     try:  # the broker holds the control FIFO open; if nobody reads it, the sandbox is gone
-        fd = os.open(control, os.O_WRONLY | os.O_NONBLOCK)
+        fd = open_fifo(folder, CONTROL, os.O_WRONLY | os.O_NONBLOCK)
     except OSError as exc:
         raise SandboxError(f"the sandbox is not running (it may have passed its TTL): {exc}") from exc
     try:
@@ -123,22 +161,24 @@ def _request_shell(control: Path, name: str) -> None:
         os.close(fd)
 
 
-def _open_or_give_up(path: Path, flags: int) -> int:
+def _open_or_give_up(pinned: int, flags: int) -> int:
     """Open a FIFO end, which blocks until the peer opens the other end; give up if it never does."""
     result: dict[str, int] = {}
 
     def opener() -> None:
         with contextlib.suppress(OSError):
-            result["fd"] = os.open(path, flags)
+            result["fd"] = reopen(pinned, flags)
 
     thread = threading.Thread(target=opener, daemon=True)
     thread.start()
     thread.join(OPEN_TIMEOUT)
     if thread.is_alive():  # unblock the thread by opening both ends ourselves, then fail
         with contextlib.suppress(OSError):
-            os.close(os.open(path, os.O_RDWR | os.O_NONBLOCK))
+            os.close(reopen(pinned, os.O_RDWR | os.O_NONBLOCK))
         thread.join(1)
         if "fd" in result:
             os.close(result["fd"])
         raise SandboxError("the sandbox did not start a shell in time; it may have died (TTL or OOM)")
+    if "fd" not in result:
+        raise SandboxError("the sandbox's shell FIFO could not be opened")
     return result["fd"]

@@ -83,8 +83,11 @@ class Storage:
         if base is not None:
             if CAN_MOUNT:
                 self.merged.mkdir(exist_ok=True)
-                options = f"lowerdir={base},upperdir={self.upper},workdir={self.rw / 'work'}"
-                _run(["mount", "-t", "overlay", "orchard-overlay", "-o", options, str(self.merged)])
+                # Relative paths, from this sandbox's folder: the sandbox reads these options back in
+                # /proc/self/mountinfo, and they must not tell it where the host keeps its state.
+                (self.root / "lower").symlink_to(base)
+                options = "lowerdir=lower,upperdir=rw/upper,workdir=rw/work"
+                _run(["mount", "-t", "overlay", "orchard-overlay", "-o", options, "merged"], cwd=self.root)
             elif copy_from is None:
                 _copy_tree(base, self.upper)
 
@@ -123,8 +126,8 @@ def _copy_tree(src: Path, dest: Path) -> None:
         raise SandboxError(f"copying sandbox state failed: {result.stderr.strip()}")
 
 
-def _run(argv: list[str]) -> None:
-    result = subprocess.run(argv, capture_output=True, text=True)
+def _run(argv: list[str], cwd: Path | None = None) -> None:
+    result = subprocess.run(argv, capture_output=True, text=True, cwd=cwd)
     if result.returncode != 0:
         raise SandboxError(f"{' '.join(argv[:3])} failed: {result.stderr.strip()}")
 
