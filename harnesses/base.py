@@ -76,7 +76,9 @@ class Harness(ABC):
     ) -> None:
         if max_turns is not None and max_turns < 1:
             raise ConfigError(f"max_turns must be at least 1, not {max_turns}")
-        self.max_turns = max_turns  # model replies before the episode is cut (`step_limit`); None: the env's
+        # model replies before the runner cuts the episode (status `turn_limit`, not graded; the env's own
+        # truncation is `step_limit`, graded); None: only the env's limit applies
+        self.max_turns = max_turns
         self.observation_chars = observation_chars
         self.max_format_errors = max_format_errors
         self.context_chars = context_chars

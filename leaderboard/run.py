@@ -29,6 +29,7 @@ from orchard_envs.episodes.schema import current_versions
 from orchard_envs.errors import ConfigError, OrchardError
 from orchard_envs.leaderboard import suites
 from orchard_envs.leaderboard.executor import EpisodeFactory, Job, OnResult, run_local
+from orchard_envs.leaderboard.fingerprint import model_weights
 from orchard_envs.leaderboard.store import ResultsStore
 
 SECRET_WORDS = ("key", "token", "secret", "password")
@@ -95,7 +96,8 @@ def run(
             "harness": harness,
             "harness_options": harness_options,
             "model": policy.model,
-            "sampling": dict(policy.sampling),
+            "weights": _weights(policy),  # the checkpoint's hash, or the served model's id: in the identity
+            "sampling": dict(policy.sampling),  # the effective settings, defaults included: in the identity
             "env_options": env_options,
             "max_infra_retries": max_infra_retries,
             "executor": executor,  # information only: a run may resume on another executor
@@ -239,6 +241,14 @@ def _execute(work: list[Job], runner: Runner, tally: _Tally, console: Console) -
 def _public(options: dict[str, Any]) -> dict[str, Any]:
     """Agent options as recorded: secrets (API keys, tokens) never reach the results."""
     return {k: v for k, v in options.items() if not any(word in k.lower() for word in SECRET_WORDS)}
+
+
+def _weights(policy: Any) -> dict[str, Any] | None:
+    """The agent's weights for the run's identity; an unreadable checkpoint is a one-line mistake."""
+    try:
+        return model_weights(policy)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the model's files to identify its weights: {exc}") from exc
 
 
 def _git_revision() -> str | None:

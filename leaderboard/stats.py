@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
@@ -108,6 +108,9 @@ class RunSummary:
     total_cost: float | None
     infra_error_rate: float
     complete: bool
+    turn_limit_rate: float = 0.0  # episodes the harness cut at max_turns (ungraded, so failures)
+    suspicious_resolves: int = 0  # resolved episodes the grader flagged as suspicious
+    statuses: dict[str, int] = field(default_factory=dict)  # episode status -> episodes
     per_category: dict[str, float] = field(default_factory=dict)
     trials: dict[str, tuple[int, int]] = field(default_factory=dict)  # task -> (n trials, c resolved)
 
@@ -133,9 +136,17 @@ def _per_category(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     return {name: c / n for name, (n, c) in sorted(seen.items())}
 
 
+def is_suspicious_resolve(row: Mapping[str, Any]) -> bool:
+    """A resolve the grader doubts (`suspicious`: its reasons, as ResultsStore.rows() reads them): counted
+    apart, never hidden; it still counts as resolved."""
+    return row.get("resolved") is True and bool(row.get("suspicious"))
+
+
 def summarize(rows: Sequence[Mapping[str, Any]], k: int, resamples: int = 2000, seed: int = 0) -> RunSummary:
     """Summarize a run's results rows (ResultsStore.rows()): every finished trial counts, infra errors
-    included (they are failures to the success rate, and reported apart as the infra-error rate)."""
+    included (they are failures to the success rate, and reported apart as the infra-error rate), as do
+    harness cuts (`turn_limit`: ungraded, so unresolved). Suspicious resolves count as resolved and are
+    also counted apart."""
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     if not rows:
@@ -165,6 +176,9 @@ def summarize(rows: Sequence[Mapping[str, Any]], k: int, resamples: int = 2000, 
         total_cost=math.fsum(costs) if costs else None,
         infra_error_rate=sum(row["status"] == "infra_error" for row in rows) / len(rows),
         complete=all(n >= k for n, _ in counts),
+        turn_limit_rate=sum(row["status"] == "turn_limit" for row in rows) / len(rows),
+        suspicious_resolves=sum(is_suspicious_resolve(row) for row in rows),
+        statuses=dict(sorted(Counter(str(row["status"]) for row in rows).items())),
         per_category=_per_category(rows),
         trials=trials,
     )

@@ -7,6 +7,8 @@ twice. `episodes.jsonl` beside the database is an export of it, rewritten atomic
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -21,20 +23,28 @@ from typing import Any
 from orchard_envs import __version__
 from orchard_envs.episodes import Episode
 from orchard_envs.errors import ConfigError
+from orchard_envs.leaderboard.fingerprint import describe_weights
 
 SCHEMA_VERSION = 1
 DB_NAME = "results.db"
 EPISODES_NAME = "episodes.jsonl"
-# What decides the results; -k may grow on a resume, and -j or the executor never change them.
+LOCK_NAME = "run.lock"
+# What decides the results; -k may grow on a resume, and -j or the executor never change them. `weights`
+# (the checkpoint's hash or the served model's id) and `sampling` (the agent's effective settings, defaults
+# included) catch a retrained `ckpt/NAME` or a changed default behind the same flags.
 IDENTITY_KEYS = (
     "suite", "suite_version", "env_id", "split", "tasks", "limit", "agent", "agent_options", "harness",
-    "harness_options", "env_options",
+    "harness_options", "env_options", "weights", "sampling",
 )
 COLUMNS = (
     "task_id", "trial", "status", "resolved", "reward", "steps", "turns", "prompt_tokens",
     "completion_tokens", "cost", "seconds", "attempts", "category", "split", "error", "episode_id",
     "episode", "finished_at",
 )
+# Where a grader's `suspicious` reasons sit in a stored episode row: the SWE grader's verdict reaches the
+# episode's metadata (`metadata_extra`); `reward_breakdown` is read too, for graders that put it there.
+SUSPICIOUS_KEY = "suspicious"
+SUSPICIOUS_IN = ("metadata_extra", "reward_breakdown")
 EPISODES_SQL = "SELECT episode FROM results ORDER BY task_id, trial"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -53,6 +63,24 @@ def identity(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()
 
 
+def difference(path: Path, previous: dict[str, Any], config: dict[str, Any]) -> str:
+    """One line naming the first identity difference between the recorded run and this one, and what to do."""
+    key = next(k for k in IDENTITY_KEYS if previous.get(k) != config.get(k))
+    was, now = previous.get(key), config.get(key)
+    if key == "weights":
+        what = f"the model's weights differ: {describe_weights(was)} there, {describe_weights(now)} now"
+        hint = "Use another --out for these weights, or restore the recorded ones to resume"
+    elif key == "sampling" and isinstance(was, dict) and isinstance(now, dict):
+        changed = sorted(k for k in was.keys() | now.keys() if was.get(k) != now.get(k))
+        shown = ", ".join(f"{k}: {was.get(k)!r} there, {now.get(k)!r} now" for k in changed)
+        what = f"the sampling differs: {shown}"
+        hint = "Resume with the recorded sampling options (--option), or use another --out"
+    else:
+        what = f"{key}: {was!r} there, {now!r} now"
+        hint = "Re-run with the same flags to resume, or use another --out"
+    return f"{path} holds a different run ({what}); nothing was changed. {hint}"
+
+
 class ResultsStore:
     """Thread-safe: episode workers record through one connection behind a lock."""
 
@@ -60,6 +88,7 @@ class ResultsStore:
         self.path = path
         self._db = connection
         self._lock = threading.Lock()
+        self._run_lock: RunLock | None = None  # held by the process writing this run (create_or_resume)
 
     @classmethod
     def open(cls, path: Path, readonly: bool = True) -> ResultsStore:
@@ -81,24 +110,40 @@ class ResultsStore:
 
     @classmethod
     def create_or_resume(cls, path: Path, config: dict[str, Any]) -> ResultsStore:
-        """A fresh run in `path`, or the same run resumed; a different run there is refused untouched."""
+        """A fresh run in `path`, or the same run resumed; a different run there is refused untouched.
+
+        The returned store holds the run's lock until `close()` (or the process's end): a second process on
+        the same folder is refused instead of running every job again beside the first."""
         path = Path(path)
-        if (path / DB_NAME).exists():
-            cls.open(path).close()  # refuses an incompatible database before anything can write to it
-            store = cls.open(path, readonly=False)
+        _refuse_foreign(path)  # before the lock file: a folder that is not a run gets nothing written into
+        path.mkdir(parents=True, exist_ok=True)
+        lock = RunLock(path)
+        try:
+            store = cls._resume(path, config) if (path / DB_NAME).exists() else cls._create(path, config)
+        except BaseException:
+            lock.release()
+            raise
+        store._run_lock = lock
+        return store
+
+    @classmethod
+    def _resume(cls, path: Path, config: dict[str, Any]) -> ResultsStore:
+        cls.open(path).close()  # refuses an incompatible database before anything can write to it
+        store = cls.open(path, readonly=False)
+        try:
             previous = store.config
             if identity(previous) != identity(config):
-                key = next(k for k in IDENTITY_KEYS if previous.get(k) != config.get(k))
-                raise ConfigError(
-                    f"{path} holds a different run ({key}: {previous.get(key)!r} there, {config.get(key)!r} "
-                    "now); nothing was changed. Re-run with the same flags to resume, or use another --out"
-                )
-            if config.get("k", 0) > previous.get("k", 0):
-                store._set_meta(config=json.dumps({**previous, "k": config["k"]}))
-            return store
-        path.mkdir(parents=True, exist_ok=True)
-        if any(path.iterdir()):
-            raise ConfigError(f"{path} is not empty and holds no {DB_NAME}; use an empty or new --out")
+                raise ConfigError(difference(path, previous, config))
+        except BaseException:
+            store.close()
+            raise
+        if config.get("k", 0) > previous.get("k", 0):
+            store._set_meta(config=json.dumps({**previous, "k": config["k"]}))
+        return store
+
+    @classmethod
+    def _create(cls, path: Path, config: dict[str, Any]) -> ResultsStore:
+        _refuse_foreign(path)  # again under the lock
         store = cls(path, _connect(str(path / DB_NAME)))
         with store._db:
             store._db.executescript(SCHEMA)
@@ -158,13 +203,17 @@ class ResultsStore:
         return cursor.rowcount == 1
 
     def rows(self) -> list[dict[str, Any]]:
+        """The result columns of every finished (task, trial), plus `suspicious`: the grader's doubts about
+        the episode (empty when it has none)."""
         columns = [c for c in COLUMNS if c != "episode"]
+        picked = [*columns, *(f"json_extract(episode, '$.{where}')" for where in SUSPICIOUS_IN)]
         with self._lock:
-            found = self._db.execute(f"SELECT {', '.join(columns)} FROM results ORDER BY task_id, trial")
-            rows = [dict(zip(columns, row, strict=True)) for row in found]
-        for row in rows:
+            found = self._db.execute(f"SELECT {', '.join(picked)} FROM results ORDER BY task_id, trial")
+            rows = [(dict(zip(columns, row, strict=False)), row[len(columns) :]) for row in found]
+        for row, holders in rows:
             row["resolved"] = None if row["resolved"] is None else bool(row["resolved"])
-        return rows
+            row["suspicious"] = _suspicious(holders)
+        return [row for row, _ in rows]
 
     def episodes(self) -> Iterator[Episode]:
         with self._lock:
@@ -187,6 +236,9 @@ class ResultsStore:
 
     def close(self) -> None:
         self._db.close()
+        if self._run_lock is not None:
+            self._run_lock.release()
+            self._run_lock = None
 
     def _meta(self) -> dict[str, str]:
         with self._lock:
@@ -198,6 +250,66 @@ class ResultsStore:
     def _set_meta(self, **values: str) -> None:
         with self._lock, self._db:
             self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", values.items())
+
+
+class RunLock:
+    """An exclusive `flock` on LOCK_NAME in a run folder, held while one process writes the run.
+
+    flock, not SQLite's own locks: those serialise single writes, while two processes would both run every
+    job. The kernel drops the lock when the holder dies (SIGKILL included), so a crash never leaves a run
+    locked; the pid written into the file only names the holder in the refusal."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / LOCK_NAME
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+        try:
+            self._fd: int | None = os.open(self.path, flags, 0o644)
+        except OSError as exc:
+            raise ConfigError(f"cannot open the run lock {self.path}: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(self._fd, 32, 0).decode(errors="replace").strip()
+            self.release()
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise ConfigError(f"cannot lock {self.path}: {exc.strerror or exc}") from None
+            by = f" (pid {holder})" if holder.isdigit() else ""
+            raise ConfigError(
+                f"{folder} is in use by another orchard-bench run{by}; nothing was changed. Wait for it to "
+                "finish (then run this again to resume), or use another --out"
+            ) from None
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
+
+    def release(self) -> None:
+        """Closing the descriptor drops the lock (the file stays: removing it would race a new holder)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _refuse_foreign(path: Path) -> None:
+    """A folder holding files but no results database is someone else's: never written into."""
+    foreign = path.is_dir() and not (path / DB_NAME).exists()
+    if foreign and any(entry.name != LOCK_NAME for entry in path.iterdir()):
+        raise ConfigError(f"{path} is not empty and holds no {DB_NAME}; use an empty or new --out")
+
+
+def _suspicious(holders: tuple[Any, ...]) -> list[str]:
+    """The reasons found under SUSPICIOUS_KEY in the episode's metadata_extra or reward_breakdown (JSON
+    text from SQLite, or NULL), in that order; a single text counts as one reason."""
+    reasons: list[str] = []
+    for text in holders:
+        try:
+            holder = json.loads(text) if isinstance(text, str) else None
+        except json.JSONDecodeError:
+            continue
+        found = holder.get(SUSPICIOUS_KEY) if isinstance(holder, dict) else None
+        if isinstance(found, str):
+            found = [found]
+        if isinstance(found, list):
+            reasons += [str(reason) for reason in found if reason and str(reason) not in reasons]
+    return reasons
 
 
 def _connect(target: str, uri: bool = False) -> sqlite3.Connection:

@@ -74,6 +74,10 @@ COLUMNS = (
     Column("mean_tokens", "Tokens", True, lambda r: f"{r['mean_tokens']:,.0f}", ("tokens",)),
     Column("total_cost", "Cost", True, _cost, ("cost",)),
     Column("infra_error_rate", "Infra err", True, _rate("infra_error_rate"), ("infra", "infra_errors")),
+    Column("turn_limit_rate", "Turn cut", True, _rate("turn_limit_rate"), ("turn_limit", "cut")),
+    # resolves the grader flagged (canaries passing, test-machinery tampering in the diff): still counted as
+    # resolved above, shown here so a high success rate built on them is visible
+    Column("suspicious_resolves", "Suspicious", True, _text("suspicious_resolves"), ("suspicious",)),
 )
 CI_KEYS = ("success_rate", "pass_at_k", "pass_hat_k")
 
@@ -115,6 +119,9 @@ def run_record(run: Run) -> dict[str, Any]:
         mean_seconds=summary.mean_seconds,
         total_cost=summary.total_cost,
         infra_error_rate=summary.infra_error_rate,
+        turn_limit_rate=summary.turn_limit_rate,
+        suspicious_resolves=summary.suspicious_resolves,
+        statuses=summary.statuses,
         per_category=summary.per_category,
         path=str(run.path),
         created_at=run.created_at,

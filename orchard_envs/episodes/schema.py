@@ -47,8 +47,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 SCHEMA_VERSION = 1
 ROLES = ("system", "user", "assistant", "tool")
-STATUSES = ("submitted", "step_limit", "format_errors", "context_limit", "error", "infra_error")
-Status = Literal["submitted", "step_limit", "format_errors", "context_limit", "error", "infra_error"]
+# `step_limit`: the env truncated the episode (and graded it); `turn_limit`: the harness cut it after its
+# `max_turns` model replies, before the env ended it (not graded, so `resolved` is None).
+STATUSES = ("submitted", "step_limit", "turn_limit", "format_errors", "context_limit", "error", "infra_error")
+Status = Literal[
+    "submitted", "step_limit", "turn_limit", "format_errors", "context_limit", "error", "infra_error"
+]
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 # Row layout: metadata fields stored as typed scalar columns, and those stored as one JSON value each.
