@@ -33,7 +33,7 @@ def run_episode(
     try:
         while state.status is None:
             if harness.max_turns is not None and state.replies >= harness.max_turns:
-                state.status = "step_limit"  # the harness's own cut: the env is not asked to grade
+                state.status = "turn_limit"  # the harness's own cut: the env is not asked to grade
                 break
             turn = agent.act(harness.context(messages), harness.api_tools(offered))
             state.record(turn, messages)
