@@ -2,6 +2,8 @@
 
 An agent knows nothing about envs. Scripted agents (oracle, replay) that act from a plan get the plan's
 actions rendered into turns by the harness (`EpisodeContext.encode`), so they work under every harness.
+The env's hidden task (gold patch included) reaches only agents that declare `wants_hidden_task` (this
+project's scripted solvers): a model agent or a user's agent gets a context without it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+from orchard_envs.agents.sampling_seeds import EpisodeDraws
 
 
 class ContextOverflow(Exception):
@@ -41,20 +45,30 @@ class AssistantTurn:
 class EpisodeContext:
     """What the runner tells an agent at the start of an episode.
 
-    `task` is the env's hidden task (gold patch included): only scripted solvers may look at it.
-    `encode` renders an env action ({"name", "arguments"}) as a turn in the harness's format.
+    `task` is the env's hidden task (gold patch included), set only for agents with `wants_hidden_task`;
+    None for every other agent. `encode` renders an env action ({"name", "arguments"}) as a turn in the
+    harness's format. `task_id` and `trial` identify the episode among the run's (task, trial) jobs, so
+    sampling agents draw each trial independently (`draws`).
     """
 
     env_id: str
     task: Any
     tool_names: list[str]
     encode: Callable[[dict[str, Any]], AssistantTurn]
+    task_id: str = ""
+    trial: int = 0
+
+    def draws(self, run_seed: int | None) -> EpisodeDraws:
+        """This episode's draw seeds under the agent's run seed: one per turn, distinct per trial."""
+        return EpisodeDraws(run_seed, self.task_id, self.trial)
 
 
 class Agent(ABC):
-    """A policy. `name` is its registry name; `model` and `sampling` go into every episode's metadata."""
+    """A policy. `name` is its registry name; `model` and `sampling` go into every episode's metadata.
+    `wants_hidden_task` declares a scripted solver of this project, the only kind handed `context.task`."""
 
     name: ClassVar[str]
+    wants_hidden_task: ClassVar[bool] = False
     model: str = ""
     sampling: dict[str, Any] = {}
 
@@ -85,7 +99,10 @@ def end_action(tool_names: list[str]) -> dict[str, Any]:
 
 
 class ScriptedAgent(Agent):
-    """Plays a list of env actions planned at `start`, each rendered by the harness; then ends the episode."""
+    """Plays a list of env actions planned at `start`, each rendered by the harness; then ends the episode.
+    A scripted solver plans from the hidden task, so it is handed it; one that needs no task opts out."""
+
+    wants_hidden_task: ClassVar[bool] = True
 
     def __init__(self) -> None:
         self._turns: list[AssistantTurn] = []

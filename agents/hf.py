@@ -28,7 +28,7 @@ class HFAgent(TokenPolicy):
         generator: HFGenerator | None = None,
     ) -> None:
         self.generator = generator or HFGenerator(model, device=device, dtype=dtype)
-        super().__init__(ChatFormat(self.generator.tokenizer), self.generator.end_token_ids)
+        super().__init__(ChatFormat(self.generator.tokenizer), self.generator.end_token_ids, seed)
         self.model = self.generator.name
         self._sampling = Sampling(max_new_tokens, temperature, top_p, seed)
         self.sampling = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p}
@@ -36,7 +36,5 @@ class HFAgent(TokenPolicy):
             self.sampling["seed"] = seed
 
     def sample(self, prompt_ids: list[int]) -> Generation:
-        sampling = self._sampling
-        if sampling.seed is not None:  # reproducible, yet not the same draw on every turn
-            sampling = replace(sampling, seed=sampling.seed + self.turn_index)
+        sampling = replace(self._sampling, seed=self.draw_seed())  # per (run seed, task, trial, turn)
         return self.generator.generate([prompt_ids], sampling)[0]

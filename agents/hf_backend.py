@@ -117,7 +117,6 @@ class HFGenerator:
             results.append(Generation(ids, chosen.tolist(), finish, len(prompt)))
         return results
 
-
     def _generation_config(self, sampling: Sampling, budget: int) -> Any:
         from transformers import GenerationConfig
 

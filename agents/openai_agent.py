@@ -16,6 +16,7 @@ import re
 from typing import Any
 
 from orchard_envs.agents.base import Agent, AssistantTurn, ContextOverflow, EpisodeContext
+from orchard_envs.agents.sampling_seeds import EpisodeDraws
 from orchard_envs.errors import BackendUnavailable, ConfigError
 
 TOKEN_IDS_FIELD = "return_token_ids"
@@ -67,6 +68,7 @@ class OpenAIAgent(Agent):
         self.logprobs = logprobs
         self._max_completion_tokens = False
         self._seed = seed
+        self._draws = EpisodeDraws(seed)
         self._turn = 0
         options = {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens, "seed": seed}
         self.sampling = {key: value for key, value in options.items() if value is not None}
@@ -90,13 +92,15 @@ class OpenAIAgent(Agent):
 
     def start(self, context: EpisodeContext) -> None:
         self._turn = 0
+        self._draws = context.draws(self._seed)
 
     def act(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> AssistantTurn:
         request: dict[str, Any] = {"model": self.model, "messages": messages, **self.sampling}
         if tools:
             request["tools"] = tools
-        if self._seed is not None:  # reproducible, yet not the same draw on every turn
-            request["seed"] = self._seed + self._turn
+        seed = self._draws.seed(self._turn)  # per (run seed, task, trial, turn): trials are independent
+        if seed is not None:
+            request["seed"] = seed
         self._turn += 1
         return _turn(self._create(request))
 

@@ -28,6 +28,7 @@ class NoopAgent(ScriptedAgent):
     """Ends the episode at once (submits; or finishes with an empty reply): every task must score 0."""
 
     name = "noop"
+    wants_hidden_task = False  # it plans nothing: least privilege
 
 
 class OracleAgent(ScriptedAgent):
@@ -68,6 +69,7 @@ class RandomAgent(ScriptedAgent):
     """Random tool calls with random (often wrong) arguments: a fuzzer for envs and harnesses."""
 
     name = "random"
+    wants_hidden_task = False  # it plans from the tool names alone
 
     def __init__(self, seed: int = 0, steps: int = 5) -> None:
         super().__init__()

@@ -10,19 +10,23 @@ from orchard_envs.agents.base import Agent, AssistantTurn, EpisodeContext
 from orchard_envs.agents.chat_format import ChatFormat
 from orchard_envs.agents.hf_backend import Generation
 from orchard_envs.agents.prompt_ledger import PromptLedger, without_end_token
+from orchard_envs.agents.sampling_seeds import EpisodeDraws
 
 
 class TokenPolicy(Agent):
     """Subclasses set `chat`, `end_ids` and implement `sample`; the prompt ids of each turn extend the last
-    turn's prompt + sample wherever the chat template allows (see `prompt_ledger`)."""
+    turn's prompt + sample wherever the chat template allows (see `prompt_ledger`). `run_seed` is the
+    agent's `seed` option; `draw_seed()` is the seed of the turn being sampled (None when unseeded)."""
 
     chat: ChatFormat
     end_ids: set[int]
 
-    def __init__(self, chat: ChatFormat, end_ids: set[int]) -> None:
+    def __init__(self, chat: ChatFormat, end_ids: set[int], run_seed: int | None = None) -> None:
         self.chat, self.end_ids = chat, end_ids
         self.ledger = PromptLedger(chat)
         self.turn_index = 0
+        self.run_seed = run_seed
+        self.draws = EpisodeDraws(run_seed)
 
     def clone(self) -> TokenPolicy:
         twin = copy.copy(self)
@@ -32,6 +36,11 @@ class TokenPolicy(Agent):
     def start(self, context: EpisodeContext) -> None:
         self.ledger.reset()
         self.turn_index = 0
+        self.draws = context.draws(self.run_seed)
+
+    def draw_seed(self) -> int | None:
+        """The seed of this turn's draw, from (run seed, task, trial, turn): see `sampling_seeds`."""
+        return self.draws.seed(self.turn_index)
 
     @abstractmethod
     def sample(self, prompt_ids: list[int]) -> Generation: ...

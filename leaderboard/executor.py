@@ -87,7 +87,9 @@ class EpisodeWorker:
         attempts = 0
         while True:
             attempts += 1
-            episode = run_episode(self.env, self.harness, self.agent, task_id=job.task_id, seed=job.trial)
+            episode = run_episode(
+                self.env, self.harness, self.agent, task_id=job.task_id, seed=job.trial, trial=job.trial
+            )
             stopping = stop is not None and stop.is_set()
             if episode.metadata.status != "infra_error" or attempts > max_infra_retries or stopping:
                 break

@@ -2,6 +2,8 @@
 
 Evaluation, data collection and RL rollouts all call `run_episode`. Agent mistakes are observations;
 an infrastructure fault or a crash ends the episode with that status, and the episode is still returned.
+The agent learns the task id and the trial (its draws differ per trial); the env's hidden task reaches only
+agents that declare `wants_hidden_task` (the scripted solvers).
 """
 
 from __future__ import annotations
@@ -19,8 +21,15 @@ from orchard_envs.harnesses.base import FormatError, Harness
 
 
 def run_episode(
-    env: gym.Env, harness: Harness, agent: Agent, *, task_id: str | None = None, seed: int | None = None
+    env: gym.Env,
+    harness: Harness,
+    agent: Agent,
+    *,
+    task_id: str | None = None,
+    seed: int | None = None,
+    trial: int = 0,
 ) -> Episode:
+    """One episode. `seed` resets the env; `trial` is which of the task's k samples this is."""
     started = time.perf_counter()
     _, info = env.reset(seed=seed, options={"task_id": task_id} if task_id else None)
     tools = info["tools"]
@@ -28,7 +37,9 @@ def run_episode(
     messages, offered = harness.start(info["instruction"], tools)
     env_id = env.spec.id if env.spec else type(env.unwrapped).__name__
     names = [tool["function"]["name"] for tool in offered]
-    agent.start(EpisodeContext(env_id, getattr(env.unwrapped, "task", None), names, harness.encode))
+    hidden = getattr(env.unwrapped, "task", None) if getattr(agent, "wants_hidden_task", False) else None
+    episode_task = _task_id(info) or task_id or ""
+    agent.start(EpisodeContext(env_id, hidden, names, harness.encode, task_id=episode_task, trial=trial))
     state = _Progress()
     try:
         while state.status is None:
@@ -62,6 +73,12 @@ def run_episode(
     except Exception as exc:  # the agent or harness crashed: record it rather than lose the episode
         state.status, state.error = "error", f"{type(exc).__name__}: {exc}"
     return state.episode(messages, offered, info, env_id, harness, agent, seed, time.perf_counter() - started)
+
+
+def _task_id(reset_info: dict[str, Any]) -> str:
+    """The task's id as the env reports it (SWE names it `instance_id`)."""
+    task = reset_info.get("task") or {}
+    return task.get("task_id") or task.get("instance_id", "")
 
 
 def _extends(previous: TurnTokens | None, turn: AssistantTurn) -> bool | None:
@@ -121,7 +138,7 @@ class _Progress:
         metadata = EpisodeMetadata(
             env_id=env_id,
             suite=task.get("suite", ""),
-            task_id=task.get("task_id") or task.get("instance_id", ""),
+            task_id=_task_id(reset_info),
             split=task.get("split", ""),
             harness=harness.name,
             agent=agent.name,

@@ -12,9 +12,10 @@ from fastapi.responses import JSONResponse
 from helpers import FixedReplyGenerator, assert_round_trips, serving
 
 from orchard_envs.agents import get_agent
-from orchard_envs.agents.base import ContextOverflow
+from orchard_envs.agents.base import Agent, AssistantTurn, ContextOverflow, EpisodeContext
 from orchard_envs.agents.hf_backend import HFGenerator
 from orchard_envs.agents.openai_agent import OpenAIAgent
+from orchard_envs.agents.sampling_seeds import draw_seed
 from orchard_envs.episodes.schema import STATUSES
 from orchard_envs.errors import BackendUnavailable, ConfigError
 from orchard_envs.harnesses import get_harness
@@ -79,6 +80,50 @@ def test_tool_calls_come_back_in_openai_format(generator, no_openai_env):
     assert call["function"] == {"name": "bash", "arguments": '{"command": "ls"}'}
     assert turn.finish_reason == "tool_calls" and turn.content is None
     assert turn.message() == {"role": "assistant", "content": None, "tool_calls": [call]}
+
+
+def context_of(trial: int) -> EpisodeContext:
+    """What the runner hands a model agent for trial `trial` of task t-1 (no hidden task)."""
+    return EpisodeContext("orchard/SWE-v0", None, [], AssistantTurn, task_id="t-1", trial=trial)
+
+
+def test_each_trial_is_its_own_draw_and_a_rerun_repeats_it(url, no_openai_env):
+    """Seeded sampling at temperature 1 on the real server: trials differ (the seed used to be the run seed
+    plus the turn, the same for every trial), and the same run seed gives the same draws again."""
+
+    def draws() -> list[list[int] | None]:
+        agent = OpenAIAgent(SERVED, base_url=url, seed=5, temperature=1.0, max_tokens=8)
+        turns = []
+        for trial in range(3):
+            agent.start(context_of(trial))
+            turns.append(agent.act(HELLO, []).token_ids)
+        return turns
+
+    first = draws()
+    assert all(first) and len({repr(ids) for ids in first}) == 3
+    assert draws() == first
+
+
+def recorded_context(agent: Agent, monkeypatch: pytest.MonkeyPatch) -> list[EpisodeContext]:
+    """The contexts the runner hands `agent` at each start."""
+    seen: list[EpisodeContext] = []
+    start = agent.start
+
+    def recording(context: EpisodeContext) -> None:
+        seen.append(context)
+        start(context)
+
+    monkeypatch.setattr(agent, "start", recording)
+    return seen
+
+
+def test_the_runner_gives_the_openai_agent_no_hidden_task(env, url, monkeypatch, no_openai_env):
+    agent = OpenAIAgent(SERVED, base_url=url, max_tokens=4)
+    seen = recorded_context(agent, monkeypatch)
+    run_episode(env, get_harness("react", max_turns=1), agent, task_id=TASK.instance_id, trial=2)
+    (context,) = seen
+    assert context.task is None and (context.task_id, context.trial) == (TASK.instance_id, 2)
+    assert env.unwrapped.task.patch  # the env holds it; the agent was not handed it
 
 
 def test_configured_from_the_environment(keyed_url, monkeypatch):
@@ -162,13 +207,8 @@ def test_a_strict_server_is_asked_again_without_the_extras(no_openai_env):
         ["max_completion_tokens"],
         ["max_completion_tokens"],  # remembered: the next turn asks right away
     ]
-    assert [body["seed"] for body in seen] == [
-        3,
-        3,
-        3,
-        3,
-        4,
-    ]  # a retry is the same draw; the next turn is not
+    turn_seeds = [draw_seed(3, "", 0, turn) for turn in (0, 1)]  # no episode started: task "", trial 0
+    assert [body["seed"] for body in seen] == [*[turn_seeds[0]] * 4, turn_seeds[1]]  # a retry: the same draw
     assert first.content == second.content == "hi" and first.token_ids is None and first.logprobs is None
     assert first.usage == {"prompt_tokens": 3, "completion_tokens": 1}
 
