@@ -12,7 +12,7 @@ log() { printf '[setup] %s\n' "$*"; }
 missing=()
 for want in /usr/bin/bwrap:bubblewrap /usr/sbin/dockerd:docker.io /usr/sbin/debootstrap:debootstrap \
             /usr/bin/python3:python3 /usr/bin/git:git /usr/bin/tar:tar /usr/bin/timeout:coreutils \
-            /usr/bin/chromium:chromium; do
+            /usr/bin/chromium:chromium /usr/bin/slirp4netns:slirp4netns; do
   [ -e "${want%%:*}" ] || missing+=("${want##*:}")
 done
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from orchard_envs.errors import ConfigError
@@ -40,11 +41,17 @@ def system_root(image: str) -> Path:
     return root
 
 
-def bwrap_options(spec: SandboxSpec, workspace: Path, tmp: Path, home: Path, ctl: Path) -> list[str]:
-    """bwrap's options (without the program name), handed over with `args_memfd`."""
+def bwrap_options(
+    spec: SandboxSpec, workspace: Path, tmp: Path, home: Path, ctl: Path, network: NetworkSetup | None = None
+) -> list[str]:
+    """bwrap's options (without the program name), handed over with `args_memfd`.
+
+    The sandbox always gets its own network namespace; with `network` bwrap reports its pid on
+    `network.info_fd` (for slirp4netns to attach to) and the sandbox gets slirp's resolver.
+    """
     root = system_root(spec.image)
     argv = ["--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
-    argv += ["--share-net"] if spec.network else []
+    argv += ["--info-fd", str(network.info_fd)] if network else []
     argv += ["--hostname", "sandbox"]
     for name in SYSTEM_DIRS:
         source = root / name
@@ -58,6 +65,8 @@ def bwrap_options(spec: SandboxSpec, workspace: Path, tmp: Path, home: Path, ctl
             argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
     else:
         argv += ["--ro-bind", str(root / "etc"), "/etc"]
+    if network and (spec.image == "default" or (root / "etc" / "resolv.conf").exists()):
+        argv += ["--ro-bind", str(network.resolv_conf), "/etc/resolv.conf"]
     argv += ["--proc", "/proc", "--dev", "/dev"]
     argv += ["--bind", str(tmp), "/tmp", "--bind", str(home), "/root"]
     # Read-only: the sandbox can use the FIFOs in it but never swap them for links or files.
@@ -66,6 +75,16 @@ def bwrap_options(spec: SandboxSpec, workspace: Path, tmp: Path, home: Path, ctl
     for key, value in {**DEFAULT_ENV, **spec.env}.items():
         argv += ["--setenv", key, value]
     return argv
+
+
+
+@dataclass(frozen=True)
+class NetworkSetup:
+    """What bwrap needs for a networked sandbox: where to report its pid, the resolv.conf to bind."""
+
+    info_fd: int
+    resolv_conf: Path
+
 
 BROKER_SHELL = ["/bin/bash", "--noprofile", "--norc", "-c"]
 

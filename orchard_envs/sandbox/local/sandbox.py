@@ -16,9 +16,16 @@ from pathlib import Path
 from orchard_envs.errors import BackendUnavailable, SandboxError, SandboxFileNotFound
 from orchard_envs.sandbox import procs
 from orchard_envs.sandbox.base import Backend, Sandbox, Snapshot, new_sandbox_id, session_replay_script
-from orchard_envs.sandbox.local.bwrap import BROKER_SHELL, args_memfd, bwrap_options, system_root
+from orchard_envs.sandbox.local.bwrap import (
+    BROKER_SHELL,
+    NetworkSetup,
+    args_memfd,
+    bwrap_options,
+    system_root,
+)
 from orchard_envs.sandbox.local.cgroups import CgroupSet, sweep_orphans
 from orchard_envs.sandbox.local.fifo_channel import BROKER, FifoChannel, make_control
+from orchard_envs.sandbox.local.network import SlirpNetwork, read_child_pid, require_slirp, write_resolv_conf
 from orchard_envs.sandbox.local.paths import Area, Location, describe, parent_dir, resolve
 from orchard_envs.sandbox.local.storage import Storage, copy_state, default_state_root, expired
 from orchard_envs.sandbox.shell import ChannelClosed, ShellSession
@@ -40,12 +47,14 @@ class LocalSandbox(Sandbox):
         process: subprocess.Popen,
         cgroups: CgroupSet,
         replay: str | None = None,
+        network: SlirpNetwork | None = None,
     ) -> None:
         super().__init__(sandbox_id, spec)
         self._backend = backend
         self.storage = storage
         self.process = process
         self.cgroups = cgroups
+        self.network = network
         self._session: ShellSession | None = None
         self._session_lock = threading.Lock()
         self._replay = replay
@@ -201,6 +210,8 @@ class LocalSandbox(Sandbox):
         if self._session is not None:
             self._session.close()
         _stop(self.process, self.cgroups)
+        if self.network is not None:
+            self.network.close()
         self.storage.destroy()
 
 
@@ -235,28 +246,47 @@ class LocalBackend(Backend):
         system_root(spec.image)  # validate early, before anything is mounted
         if time.monotonic() - self._last_reap > REAP_INTERVAL:
             self.reap_expired()
+        if spec.network:
+            require_slirp()  # before anything is made
         sandbox_id = new_sandbox_id()
         storage = Storage(self.sandbox_root / sandbox_id)
         cgroups = CgroupSet([])
+        network: SlirpNetwork | None = None
+        info_read = info_write = -1
         try:
             base = spec.base_dir.resolve() if spec.base_dir else None
             storage.create(spec, base, copy_from)
             make_control(storage.ctl)
             cgroups = CgroupSet.create(sandbox_id, spec)
-            options = bwrap_options(spec, storage.workspace(base), storage.tmp, storage.home, storage.ctl)
-            process = _spawn(options, [*BROKER_SHELL, BROKER], spec, cgroups)
+            setup = None
+            if spec.network:
+                info_read, info_write = os.pipe()
+                setup = NetworkSetup(info_write, write_resolv_conf(storage.ctl))
+            workspace = storage.workspace(base)
+            options = bwrap_options(spec, workspace, storage.tmp, storage.home, storage.ctl, setup)
+            process = _spawn(options, [*BROKER_SHELL, BROKER], spec, cgroups, info_write)
             storage.write_meta(
                 pid=process.pid, deadline=time.time() + spec.ttl, cgroups=[str(d) for d in cgroups.dirs]
             )
+            if setup is not None:
+                os.close(info_write)
+                info_write = -1
+                network = SlirpNetwork(read_child_pid(info_read, process), storage.root / "slirp.log")
             _wait_ready(process, storage)
         except BaseException:
+            if network is not None:
+                network.close()
             with contextlib.suppress(NameError):
                 _stop(process, cgroups)
             cgroups.remove()
             storage.destroy()
             raise
+        finally:
+            for fd in (info_read, info_write):
+                if fd >= 0:
+                    os.close(fd)
         replay = session_replay_script(session) if session else None
-        return LocalSandbox(self, sandbox_id, spec, storage, process, cgroups, replay)
+        return LocalSandbox(self, sandbox_id, spec, storage, process, cgroups, replay, network)
 
     def reap_expired(self) -> int:
         """Remove every sandbox past its TTL, including those whose creating process died."""
@@ -285,7 +315,9 @@ class LocalBackend(Backend):
 SPAWN_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 
 
-def _spawn(options: list[str], command: list[str], spec: SandboxSpec, cgroups: CgroupSet) -> subprocess.Popen:
+def _spawn(
+    options: list[str], command: list[str], spec: SandboxSpec, cgroups: CgroupSet, info_fd: int = -1
+) -> subprocess.Popen:
     """Start bwrap with `options` handed over in a memfd (`--args`), so neither its command line nor its
     environment, seen from inside as /proc/1, holds a host path or a host secret, and with no host fd:
     stdin and stdout are /dev/null and stderr a pipe the host reads only while the sandbox starts."""
@@ -299,7 +331,7 @@ def _spawn(options: list[str], command: list[str], spec: SandboxSpec, cgroups: C
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-            pass_fds=(args,),
+            pass_fds=(args,) if info_fd < 0 else (args, info_fd),
             env=SPAWN_ENV,
             start_new_session=True,
         )
