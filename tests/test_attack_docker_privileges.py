@@ -90,19 +90,21 @@ def test_raw_sockets_are_refused(make_sandbox):
     assert result.stdout.split() == ["refused", "refused"]
 
 
-def test_setuid_root_binaries_give_no_privileges(make_sandbox):
+@pytest.mark.parametrize("owner_records", [False, True], ids=["header", "pax-records"])
+def test_setuid_root_binaries_give_no_privileges(make_sandbox, owner_records):
     """An existing setuid binary runs without its bit (no-new-privileges), and one the host uploads in a
     tar owned by root with mode 4755 arrives owned by the sandbox user, on a nosuid area."""
     box = make_sandbox()
     assert not box.exec("su -c 'id -u' root </dev/null").ok
     assert box.exec("cp /usr/bin/id /tmp/id-copy").ok
-    box.upload_tar(_setuid_root_tar("id-suid", box.read_file("/tmp/id-copy")), "/tmp/up")
+    payload = box.read_file("/tmp/id-copy")
+    box.upload_tar(_setuid_root_tar("id-suid", payload, owner_records=owner_records), "/tmp/up")
     owner = box.exec("stat -c %u /tmp/up/id-suid").stdout.strip()
     assert owner == box.exec("id -u").stdout.strip()
     ran = box.exec("/tmp/up/id-suid")
     assert ran.ok, ran
     assert "uid=0" not in ran.stdout and "euid=" not in ran.stdout
-    box.write_file("/tmp/w-suid", box.read_file("/tmp/id-copy"), mode=0o4755)
+    box.write_file("/tmp/w-suid", payload, mode=0o4755)
     assert "euid=" not in box.exec("/tmp/w-suid").stdout
 
 
@@ -142,13 +144,14 @@ def test_root_is_part_of_the_spec():
     assert SandboxSpec(root=True) != SandboxSpec()
 
 
-def _setuid_root_tar(name: str, payload: bytes, mode: int = 0o4755) -> bytes:
-    """A tar with one file owned by root:root, with `mode` (setuid root by default)."""
+def _setuid_root_tar(name: str, payload: bytes, mode: int = 0o4755, owner_records: bool = False) -> bytes:
+    """A tar with one file owned by root:root, with `mode` (setuid root by default); the owner is
+    also in pax records with `owner_records` (the backend rewrites such a tar instead of patching it)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         info = tarfile.TarInfo(name)
         info.size, info.mode = len(payload), mode
         info.uid, info.gid, info.uname, info.gname = 0, 0, "root", "root"
-        info.pax_headers = {"uid": "0", "gid": "0"}
+        info.pax_headers = {"uid": "0", "gid": "0"} if owner_records else {}
         tar.addfile(info, io.BytesIO(payload))
     return buf.getvalue()

@@ -152,6 +152,28 @@ def test_owned_tar_gives_every_member_and_implied_folder_to_the_user():
         docker_backend.owned_tar(b"not a tar", 1)
 
 
+@pytest.mark.parametrize("tar_format", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+def test_owned_tar_patches_plain_headers_in_place(tar_format, monkeypatch):
+    """The fast path (owners only in header blocks) gives what the rewrite gives, long names included."""
+    long_name = "deep/" + "n" * 150 + "/file"  # a GNU long-name block or a pax path record before it
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tar_format) as tar:
+        for name, data in (("./top", b"t"), (long_name, b"long"), ("d/", None)):
+            info = _member(name, tarfile.DIRTYPE if data is None else tarfile.REGTYPE, len(data or b""))
+            info.pax_headers = {}
+            if tar_format == tarfile.USTAR_FORMAT and len(name) > 100:
+                continue  # ustar can't hold it
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    monkeypatch.setattr(docker_backend, "_rewritten_tar", None)  # the fast path must not need it
+    owned = docker_backend.owned_tar(buf.getvalue(), 4242)
+    with tarfile.open(fileobj=io.BytesIO(owned)) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        assert {(m.uid, m.gid, m.uname, m.gname) for m in members.values()} == {(4242, 4242, "", "")}
+        if tar_format != tarfile.USTAR_FORMAT:
+            assert tar.extractfile(long_name).read() == b"long"
+            assert members["deep/" + "n" * 150].isdir()  # the implied folders come first
+
+
 # -- the stream framing, on a real socket pair --------------------------------------------------------
 def test_frames_split_across_reads_are_reassembled():
     ours, theirs = socket.socketpair()

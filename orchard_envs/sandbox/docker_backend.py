@@ -479,7 +479,70 @@ def _owned_member(member: tarfile.TarInfo, uid: int) -> tarfile.TarInfo | None:
 def owned_tar(data: bytes, uid: int) -> bytes:
     """`data` (a tar, compressed or not) with every member owned by uid:uid: the sandbox user can change
     whatever the host uploads, and an upload can't plant a root-owned (setuid) file. Parent folders the
-    tar only implies get entries of their own, or the daemon would make them root's."""
+    tar only implies get entries of their own, or the daemon would make them root's.
+
+    An uncompressed tar whose owners are in its header blocks only (what `tarfile` and GNU tar write
+    for ordinary ids) is patched in place, at about half the cost of writing it anew."""
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as source:
+            members = source.getmembers()
+    except tarfile.ReadError:  # compressed, or not a tar at all (the rewrite says so)
+        members = []
+    if members and not any(_needs_rewrite(member) for member in members):
+        patched = _patched_tar(data, members, uid)
+        if patched is not None:
+            return patched
+    return _rewritten_tar(data, uid)
+
+
+def _needs_rewrite(member: tarfile.TarInfo) -> bool:
+    """Members a header patch can't fix: devices (dropped), owners in pax records, sparse layouts."""
+    owner_records = any(key in member.pax_headers for key in ("uid", "gid", "uname", "gname"))
+    return member.ischr() or member.isblk() or member.issparse() or owner_records
+
+
+def _patched_tar(data: bytes, members: list[tarfile.TarInfo], uid: int) -> bytes | None:
+    """The tar with each member's own header block rewritten, after entries for implied folders;
+    None if a block is not where a plain header would be (then the caller rewrites the tar)."""
+    buf = bytearray(data)
+    folders = {posixpath.normpath(member.name.lstrip("/")) for member in members if member.isdir()}
+    implied: list[str] = []
+    for member in members:
+        implied += _implied_folders(member.name, folders)
+        if not _own_header(buf, member.offset_data - tarfile.BLOCKSIZE, uid):
+            return None
+    prefix = b"".join(_folder_member(folder, uid).tobuf(tarfile.PAX_FORMAT) for folder in implied)
+    return prefix + bytes(buf)
+
+
+def _own_header(buf: bytearray, at: int, uid: int) -> bool:
+    """Set one ustar/GNU header block's owner ids (and clear its owner names) in place, with a new
+    checksum; False if the block's checksum shows it is not a header."""
+    block = bytes(buf[at : at + tarfile.BLOCKSIZE]) if at >= 0 else b""
+    if len(block) < tarfile.BLOCKSIZE or _stored_checksum(block) != _checksum(block):
+        return False
+    ids = b"%07o\0" % uid
+    buf[at + 108 : at + 124] = ids + ids
+    buf[at + 265 : at + 329] = bytes(64)
+    buf[at + 148 : at + 156] = b"%06o\0 " % _checksum(bytes(buf[at : at + tarfile.BLOCKSIZE]))
+    return True
+
+
+def _checksum(block: bytes) -> int:
+    """A header's unsigned checksum: its bytes summed with the checksum field read as spaces."""
+    return sum(block[:148]) + 8 * 32 + sum(block[156:])
+
+
+def _stored_checksum(block: bytes) -> int:
+    digits = block[148:156].split(b"\0", 1)[0].strip()
+    try:
+        return int(digits, 8)
+    except ValueError:
+        return -1
+
+
+def _rewritten_tar(data: bytes, uid: int) -> bytes:
+    """owned_tar's general case: every member written anew by `tarfile`."""
     out = io.BytesIO()
     folders: set[str] = set()
     with (
@@ -493,7 +556,7 @@ def owned_tar(data: bytes, uid: int) -> bytes:
             for folder in _implied_folders(owned.name, folders):
                 target.addfile(_folder_member(folder, uid))
             if owned.isdir():
-                folders.add(posixpath.normpath(owned.name))
+                folders.add(posixpath.normpath(owned.name.lstrip("/")))
             target.addfile(owned, source.extractfile(member) if member.isreg() else None)
     return out.getvalue()
 
