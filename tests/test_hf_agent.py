@@ -47,6 +47,17 @@ def test_smollm2_runs_an_swe_episode_token_in_token_out(env, generator, harness,
     assert_round_trips(episode, tmp_path)
 
 
+def test_the_runner_gives_the_hf_agent_no_hidden_task(env, generator, monkeypatch):
+    agent = HFAgent(generator=generator, max_new_tokens=4)
+    seen = []
+    start = agent.start
+    monkeypatch.setattr(agent, "start", lambda context: (seen.append(context), start(context))[1])
+    run_episode(env, get_harness("react", max_turns=1), agent, task_id=TASK.instance_id, trial=1)
+    (context,) = seen
+    assert context.task is None and (context.task_id, context.trial) == (TASK.instance_id, 1)
+    assert env.unwrapped.task.patch  # the env holds the gold patch; the model agent was not handed it
+
+
 def test_a_prompt_beyond_the_window_ends_the_episode_as_context_limit(env, generator, monkeypatch):
     monkeypatch.setattr(generator, "context_tokens", 64)
     agent = HFAgent(generator=generator, max_new_tokens=8)
@@ -67,4 +78,4 @@ def test_vllm_is_optional_and_says_how_to_get_it():
         with pytest.raises(ConfigError, match=r"orchard-envs\[vllm\]"):
             get_agent("vllm")
     else:
-        pytest.skip("vLLM is installed: its own test runs instead")
+        pytest.skip("vLLM is installed: tests/test_vllm_agent.py runs it instead")

@@ -10,7 +10,7 @@ import pytest
 from helpers import assert_round_trips
 
 from orchard_envs.agents import get_agent
-from orchard_envs.agents.base import Agent, AssistantTurn
+from orchard_envs.agents.base import Agent, AssistantTurn, EpisodeContext
 from orchard_envs.episodes import EpisodeWriter, read_episodes
 from orchard_envs.errors import ConfigError
 from orchard_envs.harnesses import get_harness
@@ -223,3 +223,31 @@ def test_the_harness_turn_limit_cuts_a_babbling_episode(env):
     assert (meta.status, meta.format_errors, meta.steps) == ("step_limit", 2, 0)
     with pytest.raises(ConfigError, match="max_turns must be at least 1"):
         get_harness("react", max_turns=0)
+
+
+class Peeker(Agent):
+    """A user's agent that would read the gold patch if the runner handed it over."""
+
+    name = "peeker"
+
+    def __init__(self) -> None:
+        self.contexts: list[EpisodeContext] = []
+
+    def start(self, context: EpisodeContext) -> None:
+        self.contexts.append(context)
+
+    def act(self, messages, tools):
+        task = self.contexts[-1].task
+        patch = getattr(task, "patch", None) or ""
+        return AssistantTurn(content=f"```bash\n{patch[:200]}\n```")
+
+
+def test_a_user_agent_gets_no_hidden_task_only_scripted_solvers_declare_it(env):
+    peeker = Peeker()
+    harness = get_harness("bash-only", max_turns=1)
+    run_episode(env, harness, peeker, task_id=TASK.instance_id, trial=3)
+    (context,) = peeker.contexts
+    assert context.task is None and env.unwrapped.task.patch  # the env holds the gold patch; not handed
+    assert (context.task_id, context.trial, context.env_id) == (TASK.instance_id, 3, env.spec.id)
+    assert get_agent("oracle").wants_hidden_task and not peeker.wants_hidden_task
+    assert not get_agent("noop").wants_hidden_task and not get_agent("random").wants_hidden_task
