@@ -28,12 +28,11 @@ def require(condition: bool, reason: str) -> None:
 
 
 def docker_ready() -> bool:
+    """A reachable Docker Engine holding the base image of the version this code needs."""
     try:
-        import docker
+        from orchard_envs.sandbox.docker_image import BASE_VERSION, docker_client, image_version
 
-        client = docker.from_env()
-        client.images.get("orchard-base:bookworm")
-        return True
+        return image_version(docker_client()) == BASE_VERSION
     except Exception:
         return False
 
@@ -46,7 +45,11 @@ def local_backend():
 
 @pytest.fixture(scope="session")
 def docker_backend():
-    require(docker_ready(), "Docker Engine with the orchard-base:bookworm image is not available")
+    require(
+        docker_ready(),
+        "Docker Engine with the current orchard-base:bookworm image is not available "
+        "(python -m orchard_envs.sandbox.docker_image builds it)",
+    )
     return get_backend("docker")
 
 
