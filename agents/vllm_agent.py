@@ -1,11 +1,15 @@
 """`vllm`: in-process vLLM as the policy (the `vllm` extra), token in, token out like `hf`.
 
 Prompts go to vLLM as token ids built by the same prompt ledger as `hf`, so both agents record the same
-kind of episode; only the sampler differs.
+kind of episode; only the sampler differs. Clones (one per concurrent episode) share one `vllm.LLM`, which
+is not safe to call from several threads: its `generate` calls take turns under a lock the clones share.
+Each request carries its own seed from (run seed, task, trial, turn), as `hf` does. Tested here against a
+stand-in `vllm` module only (tests/test_vllm_agent.py), not on a real engine.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from orchard_envs.agents.base import ContextOverflow
@@ -54,21 +58,25 @@ class VLLMAgent(TokenPolicy):
         vllm = _import_vllm()
         path = resolve_model(model)
         self.llm = vllm.LLM(model=path, seed=seed or 0, **engine_options)
+        self._generate_lock = threading.Lock()  # shared by clones (a shallow copy), as the engine is
         tokenizer = self.llm.get_tokenizer()
-        super().__init__(ChatFormat(tokenizer), end_token_ids(tokenizer, _configured_eos(path)))
+        super().__init__(ChatFormat(tokenizer), end_token_ids(tokenizer, _configured_eos(path)), seed)
         self.model = model
-        self._params = vllm.SamplingParams(
-            max_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed, logprobs=0
-        )
+        self._sampling_params = vllm.SamplingParams
+        self._options = {"max_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p}
         self._tokens_prompt = vllm.inputs.TokensPrompt
         self._window = self.llm.llm_engine.model_config.max_model_len
         self.sampling = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p}
+        if seed is not None:
+            self.sampling["seed"] = seed
 
     def sample(self, prompt_ids: list[int]) -> Generation:
         if len(prompt_ids) >= self._window:
             raise ContextOverflow(f"the prompt has {len(prompt_ids)} tokens; the window is {self._window}")
         request = self._tokens_prompt(prompt_token_ids=prompt_ids)
-        output = self.llm.generate([request], self._params, use_tqdm=False)[0].outputs[0]
+        params = self._sampling_params(**self._options, seed=self.draw_seed(), logprobs=0)
+        with self._generate_lock:
+            output = self.llm.generate([request], params, use_tqdm=False)[0].outputs[0]
         ids = list(output.token_ids)
         logprobs = [step[token].logprob for step, token in zip(output.logprobs or [], ids, strict=False)]
         return Generation(ids, logprobs, output.finish_reason or "stop", len(prompt_ids))

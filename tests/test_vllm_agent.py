@@ -1,0 +1,167 @@
+"""The `vllm` agent's own code around the engine, against a stand-in `vllm` module put in `sys.modules`.
+
+What is tested is ours: clones share one engine and take turns calling it (a `vllm.LLM` is not safe to
+call from several threads), each request carries the draw seed of (run seed, task, trial, turn) and the
+agent's sampling options, and the engine's reply becomes a token-exact turn. The stand-in is not vLLM:
+a real engine needs CUDA and the `vllm` extra, which this project's machines lack, so the last test (the
+real engine) skips here; the docs say vLLM is untested on real hardware.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import types
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from orchard_envs.agents import get_agent
+from orchard_envs.agents.base import AssistantTurn, ContextOverflow, EpisodeContext
+from orchard_envs.agents.sampling_seeds import draw_seed
+from orchard_envs.agents.vllm_agent import VLLMAgent
+
+HELLO = [{"role": "user", "content": "Say hello."}]
+REPLY = "hello"
+
+
+class SamplingParams:
+    """Keeps the options it was built with, as the real one does (as attributes)."""
+
+    def __init__(self, **options: Any) -> None:
+        self.options = options
+
+
+class FakeLLM:
+    """Answers every prompt with REPLY and an end token; counts how many `generate` calls overlap."""
+
+    built: list[FakeLLM] = []
+    window = 4096
+
+    def __init__(self, model: str, seed: int = 0, **options: Any) -> None:
+        from transformers import AutoTokenizer
+
+        self.model, self.seed, self.options = model, seed, options
+        self.tokenizer = AutoTokenizer.from_pretrained(model)
+        self.llm_engine = SimpleNamespace(model_config=SimpleNamespace(max_model_len=self.window))
+        self.calls: list[tuple[list[Any], SamplingParams, bool]] = []
+        self.inside = self.most_inside = 0
+        self._count = threading.Lock()  # guards the counters only, never the call itself
+        FakeLLM.built.append(self)
+
+    def get_tokenizer(self) -> Any:
+        return self.tokenizer
+
+    def generate(self, prompts: list[Any], params: SamplingParams, use_tqdm: bool = True) -> list[Any]:
+        with self._count:
+            self.inside += 1
+            self.most_inside = max(self.most_inside, self.inside)
+        try:
+            # Long enough that, without the agent's lock, a second thread released by the barrier below is
+            # inside at the same time; with the lock the count is 1 however long this takes.
+            time.sleep(0.02)
+            self.calls.append((prompts, params, use_tqdm))
+            ids = [*self.tokenizer.encode(REPLY, add_special_tokens=False), self.tokenizer.eos_token_id]
+            logprobs = [{token: SimpleNamespace(logprob=-0.5)} for token in ids]
+            output = SimpleNamespace(token_ids=ids, logprobs=logprobs, finish_reason="stop")
+            return [SimpleNamespace(outputs=[output]) for _ in prompts]
+        finally:
+            with self._count:
+                self.inside -= 1
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
+    module = types.ModuleType("vllm")
+    inputs = types.ModuleType("vllm.inputs")
+    inputs.TokensPrompt = lambda prompt_token_ids: {"prompt_token_ids": prompt_token_ids}  # type: ignore[attr-defined]
+    module.LLM, module.SamplingParams, module.inputs = FakeLLM, SamplingParams, inputs  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "vllm", module)
+    monkeypatch.setitem(sys.modules, "vllm.inputs", inputs)
+    monkeypatch.setattr(FakeLLM, "built", [])
+    return module
+
+
+def context_of(task_id: str, trial: int) -> EpisodeContext:
+    """What the runner hands a model agent for one (task, trial) job (no hidden task)."""
+    return EpisodeContext("orchard/SWE-v0", None, [], AssistantTurn, task_id=task_id, trial=trial)
+
+
+def test_clones_share_one_engine_and_take_turns_calling_it(fake_vllm, tiny_model):
+    agent = get_agent("vllm", model=tiny_model, max_new_tokens=5)
+    clones = [agent.clone() for _ in range(4)]
+    (engine,) = FakeLLM.built  # one engine for all: clones never load the model again
+    assert all(clone.llm is engine for clone in clones)
+    ready = threading.Barrier(len(clones))
+    failures: list[BaseException] = []
+
+    def episode(clone: VLLMAgent, trial: int) -> None:
+        try:
+            clone.start(context_of("t", trial))
+            ready.wait()
+            for _ in range(3):
+                assert clone.act(HELLO, []).content == REPLY
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=episode, args=(c, i)) for i, c in enumerate(clones)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures, failures
+    assert len(engine.calls) == 12 and engine.most_inside == 1  # serialised: never two calls at once
+
+
+def test_each_request_carries_its_draw_seed_and_the_sampling_options(fake_vllm, tiny_model):
+    agent = VLLMAgent(tiny_model, seed=3, temperature=0.7, top_p=0.9, max_new_tokens=5, enforce_eager=True)
+    (engine,) = FakeLLM.built
+    assert (engine.model, engine.seed, engine.options) == (tiny_model, 3, {"enforce_eager": True})
+    assert agent.sampling == {"max_new_tokens": 5, "temperature": 0.7, "top_p": 0.9, "seed": 3}
+    agent.start(context_of("parse-1", 2))
+    first = agent.act(HELLO, [])
+    second = agent.act([*HELLO, first.message(), {"role": "user", "content": "Again."}], [])
+    options = [params.options for _, params, _ in engine.calls]
+    common = {"max_tokens": 5, "temperature": 0.7, "top_p": 0.9, "logprobs": 0}
+    assert options == [{**common, "seed": draw_seed(3, "parse-1", 2, turn)} for turn in (0, 1)]
+    (prompt,), _, use_tqdm = engine.calls[0]
+    assert prompt == {"prompt_token_ids": first.prompt_token_ids} and use_tqdm is False
+    assert first.token_ids == [
+        *engine.tokenizer.encode(REPLY, add_special_tokens=False),
+        engine.tokenizer.eos_token_id,
+    ]
+    assert first.logprobs == [-0.5] * len(first.token_ids) and first.finish_reason == "stop"
+    assert second.prompt_token_ids[: len(first.prompt_token_ids)] == first.prompt_token_ids
+    agent.start(context_of("parse-1", 3))  # the next trial of the task: another draw
+    agent.act(HELLO, [])
+    assert engine.calls[-1][1].options["seed"] == draw_seed(3, "parse-1", 3, 0)
+
+
+def test_unseeded_sampling_sends_no_seed(fake_vllm, tiny_model):
+    agent = VLLMAgent(tiny_model, max_new_tokens=5)
+    agent.act(HELLO, [])
+    (engine,) = FakeLLM.built
+    assert engine.calls[0][1].options["seed"] is None and "seed" not in agent.sampling
+
+
+def test_a_prompt_beyond_the_window_is_context_overflow(fake_vllm, tiny_model, monkeypatch):
+    monkeypatch.setattr(FakeLLM, "window", 8)
+    agent = VLLMAgent(tiny_model, max_new_tokens=5)
+    with pytest.raises(ContextOverflow, match="the window is 8"):
+        agent.act(HELLO, [])
+    assert FakeLLM.built[0].calls == []
+
+
+def test_the_real_engine_samples_a_token_exact_turn():
+    """Only where vLLM and CUDA are installed (never on this project's machines so far)."""
+    pytest.importorskip("vllm", reason="the vllm extra is not installed (it needs CUDA)")
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("vLLM is installed but there is no CUDA device")
+    agent = get_agent("vllm", max_new_tokens=8, seed=1, temperature=1.0, gpu_memory_utilization=0.3)
+    agent.start(context_of("t", 0))
+    turn = agent.act(HELLO, [])
+    assert turn.token_ids and turn.logprobs is not None and len(turn.logprobs) == len(turn.token_ids)
