@@ -135,6 +135,18 @@ def test_step_limit_truncates_and_grades(local_backend):
         assert info["grading"]["status"] == "unresolved" and info["grading"]["patch"] == ""
 
 
+def test_an_oversized_diff_is_an_unresolved_episode_not_an_infrastructure_error(env):
+    """A diff over the agent sandbox's output cap (a log written into the repository, say) is the agent's
+    doing: the episode ends unresolved with the reason, instead of raising an error the runner retries."""
+    env.reset(options={"task_id": TASK.instance_id})
+    big = "head -c 1500000 /dev/zero | tr '\\0' a | fold -w 100 > debug.log"  # 1.5 MB, over the 1 MB cap
+    env.step({"name": "bash", "arguments": {"command": big}})
+    obs, reward, terminated, _truncated, info = env.step({"name": "submit", "arguments": {}})
+    grading = info["grading"]
+    assert (reward, terminated, grading["status"]) == (0.0, True, "unresolved")
+    assert "larger than the sandbox output cap" in grading["reason"] and "unresolved" in obs
+
+
 def test_submit_reports_patch_tests_and_timings(env):
     env.reset(options={"task_id": TASK.instance_id})
     for action in gold_patch_actions(TASK.patch):
@@ -143,7 +155,8 @@ def test_submit_reports_patch_tests_and_timings(env):
     assert (reward, terminated, truncated, grading["status"]) == (1.0, True, False, "resolved")
     assert grading["patch"].startswith("diff --git") and grading["graded_patch"] == grading["patch"]
     assert sorted(grading["tests"]["fail_to_pass_success"]) == sorted(TASK.FAIL_TO_PASS)
-    assert {"sandbox", "tests", "total", "extract"} <= set(grading["timings"])
+    assert {"sandbox", "verify", "tests", "total", "extract"} <= set(grading["timings"])
+    assert grading["suspicious"] == [] and grading["canary"]
 
 
 def test_misuse_raises_clear_errors(env):

@@ -29,20 +29,22 @@ from swe_fixtures import (
     shared_cache,
 )
 
-from orchard_envs.errors import PatchError
+from orchard_envs.errors import OrchardError
 from orchard_envs.sandbox import Backend, Sandbox
 from orchard_envs.tasks.swe.grading import (
     GradeResult,
     TestRun,
+    UnusableDiff,
     _consistency_error,
     extract_patch,
     grade,
     run_tests,
     unpack_report,
+    unusable_result,
 )
 from orchard_envs.tasks.swe.instance import SWEInstance
 from orchard_envs.tasks.swe.prepare import REPO_DIR, PreparedTree, prepare, sandbox_spec
-from orchard_envs.tasks.swe.report import ReportError, TestsReport, TestStatus, verdict
+from orchard_envs.tasks.swe.report import ReportError, TestsReport, TestStatus, parse_report_log, verdict
 
 ALL_TESTS = FAIL_TO_PASS + PASS_TO_PASS
 FORGED = forged_report_log(ALL_TESTS)
@@ -83,7 +85,8 @@ def grade_files(local_backend, tree, instance, calc):
 
 
 def unguarded(backend: Backend, tree: PreparedTree, instance: SWEInstance, patch: str) -> TestsReport:
-    """The verdict with the whole patch applied, protected files and all: what the attack alone achieves."""
+    """The verdict with the whole patch applied, protected files and all, run as the grader runs pytest
+    (plugin autoload off): what the attack alone achieves."""
     with backend.create(sandbox_spec(tree)) as sandbox:
         sandbox.apply_patch(patch, cwd=REPO_DIR)
         sandbox.apply_patch(instance.test_patch, cwd=REPO_DIR)
@@ -109,10 +112,17 @@ def test_gold_patch_resolves(local_backend, tree, instance):
     result = grade(local_backend, tree, instance, instance.patch)
     assert result.status == "resolved" and result.reward == 1.0, result.reason
     assert result.dropped_files == [] and result.graded_patch == instance.patch
+    assert result.suspicious == []
     assert result.tests is not None
     assert result.tests.fail_to_pass_success == FAIL_TO_PASS
     assert result.tests.pass_to_pass_success == PASS_TO_PASS
-    assert result.test_run is not None and result.test_run.exit_code == 0
+    assert result.test_run is not None and result.test_run.exit_code == 1  # the canary's failure
+    assert result.test_run.statuses[result.canary] == TestStatus.FAILED
+
+
+def test_canary_names_are_unpredictable(local_backend, tree, instance):
+    first, second = (grade(local_backend, tree, instance, "").canary for _ in range(2))
+    assert first != second and first.split("::")[0] != second.split("::")[0]
 
 
 def test_empty_patch_is_unresolved_not_an_error(local_backend, tree, instance):
@@ -326,10 +336,53 @@ def test_package_metadata_with_a_pytest_plugin_entry_point_is_dropped(
         "calc_tools-1.0.dist-info/entry_points.txt": "[pytest11]\ncalc_tools = calc.outcomes\n",
         **PLUGIN,
     }
-    assert unguarded(local_backend, tree, instance, calc.patch(files)).resolved
+    assert resolved_with_autoload(local_backend, tree, instance, calc.patch(files))
     result = grade_files(files)
     assert_unresolved(result)
     assert result.dropped_files == sorted(f for f in files if ".dist-info/" in f)
+    assert not unguarded(local_backend, tree, instance, calc.patch(files)).resolved  # no autoload either
+
+
+UPPER_CASE_METADATA = {
+    "dist-info": {
+        "Evil-1.0.DIST-INFO/METADATA": "Metadata-Version: 2.1\nName: evil\nVersion: 1.0\n",
+        "Evil-1.0.DIST-INFO/entry_points.txt": "[pytest11]\nevil = evil_plugin\n",
+    },
+    "egg-info": {
+        "Evil.EGG-INFO/PKG-INFO": "Metadata-Version: 1.1\nName: evil\nVersion: 1.0\n",
+        "Evil.EGG-INFO/entry_points.txt": "[pytest11]\nevil = evil_plugin\n",
+    },
+}
+
+
+@pytest.fixture(params=["local", "docker"])
+def grading_backend(request) -> Backend:
+    return request.getfixturevalue(f"{request.param}_backend")
+
+
+def resolved_with_autoload(backend: Backend, tree: PreparedTree, instance: SWEInstance, patch: str) -> bool:
+    """The whole patch applied and pytest run as an agent would, plugin autoload on: is the attack real?"""
+    with backend.create(sandbox_spec(tree)) as sandbox:
+        sandbox.apply_patch(patch, cwd=REPO_DIR)
+        sandbox.apply_patch(instance.test_patch, cwd=REPO_DIR)
+        command = "python -m pytest -q -p no:cacheprovider --report-log=/tmp/r.jsonl tests; cat /tmp/r.jsonl"
+        result = sandbox.exec(command, cwd=REPO_DIR, timeout=60)
+    statuses, _, _ = parse_report_log(result.stdout[result.stdout.index('{"pytest_version"') :])
+    return verdict(statuses, instance.FAIL_TO_PASS, instance.PASS_TO_PASS).resolved
+
+
+@pytest.mark.parametrize("kind", list(UPPER_CASE_METADATA))
+def test_upper_case_package_metadata_with_a_plugin_does_not_load(kind, grading_backend, tree, instance, calc):
+    """importlib.metadata lowercases folder names, so `Evil-1.0.DIST-INFO` at the repository root (on
+    sys.path) is an installed distribution whose `pytest11` plugin pytest loads: dropped whatever its case,
+    and grading loads no plugin by entry point at all."""
+    files = {**UPPER_CASE_METADATA[kind], "evil_plugin.py": OUTCOME_REWRITER}
+    patch = calc.patch(files)
+    assert resolved_with_autoload(grading_backend, tree, instance, patch)  # the attack works...
+    result = grade(grading_backend, tree, instance, patch, timeout=60)
+    assert_unresolved(result)  # ...but not against the grader
+    assert result.dropped_files == sorted(UPPER_CASE_METADATA[kind])
+    assert not unguarded(grading_backend, tree, instance, patch).resolved  # nor applied whole: no autoload
 
 
 # --- shadowing pytest or the standard library from the repository root --------------------------------
@@ -495,23 +548,77 @@ for _obj in gc.get_objects():
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known limit: the library runs inside pytest's process and can register a hook rewriting every "
-    "outcome (the same as a conftest); only reviewing the diff or canary tests catch it",
-)
-def test_library_registering_a_pytest_plugin_from_inside_the_process(grade_files):
-    assert_never_resolved(grade_files({"calc/__init__.py": calc_with(IN_PROCESS_PLUGIN)}))
+def test_library_registering_a_pytest_plugin_from_inside_the_process_is_caught(grade_files):
+    """The library can register a hook rewriting every outcome (as a conftest would): the canary passes
+    with the rest, and the diff reaches for pytest's internals."""
+    result = grade_files({"calc/__init__.py": calc_with(IN_PROCESS_PLUGIN)})
+    assert_unresolved(result)
+    assert result.test_run is not None
+    assert result.test_run.statuses["tests/test_calc.py::test_clamp_inside"] == TestStatus.PASSED  # it worked
+    assert result.test_run.statuses[result.canary] == TestStatus.PASSED
+    assert f"the canary test {result.canary}" in result.reason
+    assert_flagged(result, "canary", "_pytest", "gc.get_objects", "a pytest hook")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known limit: code in pytest's process can write a whole report where pytest would and exit "
-    "before pytest writes a line of its own; nothing pytest writes is out of that code's reach",
-)
-def test_library_forging_the_report_and_exiting_before_any_test(grade_files):
+def test_library_forging_the_report_and_exiting_before_any_test_is_caught(grade_files):
+    """Code in pytest's process can write a whole report where pytest would and exit before pytest writes a
+    line: the forgery agrees with the exit code, but it cannot name a canary it never saw."""
     prelude = FORGE.format(forged=FORGED, exit="os._exit(0)", when="_forge()")
-    assert_never_resolved(grade_files({"calc/__init__.py": calc_with(prelude)}))
+    result = grade_files({"calc/__init__.py": calc_with(prelude)})
+    assert_unresolved(result)
+    assert result.test_run is not None and result.test_run.exit_code == 0
+    assert result.test_run.statuses["tests/test_calc.py::test_clamp_inside"] == TestStatus.PASSED  # forged
+    assert "is missing from the report" in result.reason
+    assert_flagged(result, "canary", "os._exit", "where the test report goes")
+
+
+def assert_flagged(result: GradeResult, *words: str) -> None:
+    """Every word appears in some reason of `result.suspicious`."""
+    for word in words:
+        assert any(word in reason for reason in result.suspicious), (word, result.suspicious)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known limit: a forgery that reads the canary's name from the test list and hides its calls from "
+    "the diff scan (names built from pieces) is out of reach of both; in-process tests cannot rule it out",
+)
+def test_a_forgery_that_names_the_canary_and_hides_from_the_scan(grade_files):
+    prelude = EVASIVE_FORGE.format(ids=ALL_TESTS)
+    result = grade_files({"calc/__init__.py": calc_with(prelude)})
+    assert result.suspicious or result.reward == 0.0, result
+
+
+# The same forgery as above with every word the scan looks for built from pieces at run time, and the canary
+# read from the file list pytest was given (its path is in argv) and reported as failed.
+EVASIVE_FORGE = """
+import json
+import os
+import sys
+
+_IDS = {ids!r}
+
+
+def _records():
+    listed = [a[1:] for a in sys.argv if a.startswith("@")]
+    files = open(listed[0]).read().split() if listed else []
+    yield {{"$report_type": "SessionStart"}}
+    for nodeid in _IDS:
+        yield {{"$report_type": "TestReport", "nodeid": nodeid, "when": "call", "outcome": "passed"}}
+    for name in files:
+        if name.split("/")[-1] not in ("test_calc.py", "test_extra.py"):
+            source = open(name).read()
+            function = source.split("def ", 1)[1].split("(", 1)[0]
+            failed = {{"$report_type": "TestReport", "nodeid": name + "::" + function, "when": "call"}}
+            yield {{**failed, "outcome": "failed"}}
+    yield {{"$report_type": "SessionFinish", "exitstatus": 1}}
+
+
+if any(a.startswith("@") for a in sys.argv):
+    _text = "".join(json.dumps(r) + chr(10) for r in _records())
+    os.write(int("3"), _text.encode())
+    getattr(os, "_" + "exit")(1)
+"""
 
 
 # --- the agent's sandbox: its git history is irrelevant, its diff is untrusted text --------------------
@@ -548,10 +655,23 @@ def test_extract_patch_sees_through_commits_branches_and_resets(agent_sandbox, l
     assert result.status == "resolved" and result.reward == 1.0, result.reason
 
 
-def test_extract_patch_without_the_base_commit_is_an_error(agent_sandbox, tree):
+def test_extract_patch_without_the_base_commit_is_the_agents_doing(agent_sandbox, tree):
+    """The agent broke its repository: unresolved with a reason, not an infrastructure error to retry."""
     sh(agent_sandbox, "rm -rf .git && git init -q")
-    with pytest.raises(PatchError):
+    with pytest.raises(UnusableDiff, match="git cannot read") as caught:
         extract_patch(agent_sandbox, tree.head)
+    assert not isinstance(caught.value, OrchardError)
+    result = unusable_result(caught.value)
+    assert result.status == "unresolved" and result.reward == 0.0 and "git cannot read" in result.reason
+
+
+def test_an_oversized_diff_is_unresolved_not_an_infrastructure_error(local_backend, tree):
+    with local_backend.create(sandbox_spec(tree, max_output=20_000)) as sandbox:
+        sandbox.write_file(f"{REPO_DIR}/debug.log", "a log line\n" * 5_000)
+        with pytest.raises(UnusableDiff, match="larger than the sandbox output cap") as caught:
+            extract_patch(sandbox, tree.head)
+    assert not isinstance(caught.value, OrchardError)
+    assert unusable_result(caught.value).status == "unresolved"
 
 
 def traditional_addition(path: str, text: str) -> str:

@@ -20,7 +20,14 @@ from orchard_envs.envs.spaces import AnyText
 from orchard_envs.envs.tools import ActionError, ToolCall, copy_tools, function_tool, parse_action
 from orchard_envs.errors import ConfigError, OrchardError
 from orchard_envs.sandbox import Backend, Sandbox, get_backend
-from orchard_envs.tasks.swe.grading import GradeResult, extract_patch, grade, grading_spec
+from orchard_envs.tasks.swe.grading import (
+    GradeResult,
+    UnusableDiff,
+    extract_patch,
+    grade,
+    grading_spec,
+    unusable_result,
+)
 from orchard_envs.tasks.swe.instance import SWEInstance, load_suite
 from orchard_envs.tasks.swe.prepare import REPO_DIR, PreparedTree, prepare, sandbox_spec
 from orchard_envs.tasks.swe.swebench_io import attach_local_repos, describe_missing
@@ -218,7 +225,10 @@ class SWEEnv(gym.Env[str, str]):
     def _grade(self) -> GradeResult:
         assert self._sandbox is not None and self._task is not None and self._tree is not None
         started = time.perf_counter()
-        patch = extract_patch(self._sandbox, self._tree.head)
+        try:
+            patch = extract_patch(self._sandbox, self._tree.head)
+        except UnusableDiff as exc:  # the agent's doing (a huge log in the repository, say): not retried
+            return unusable_result(exc)
         result = grade(
             self.backend,
             self._tree,

@@ -72,6 +72,11 @@ class SWEInstance(BaseModel):
         "", description="run once from the repository root, network on, when the tree is prepared"
     )
     test_cmd: str = Field(DEFAULT_TEST_CMD, description="runs the tests from the repository root")
+    pytest_plugins: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$")]] = Field(
+        default_factory=list,
+        description="modules of the pytest plugins the tests need, loaded with -p: grading turns plugin "
+        "autoload off, so no installed (or agent-made) distribution's `pytest11` entry point loads",
+    )
     origin: Path | None = Field(None, exclude=True, description="folder of the file this instance came from")
 
     @field_validator("FAIL_TO_PASS", "PASS_TO_PASS", mode="before")
