@@ -220,7 +220,7 @@ def test_the_harness_turn_limit_cuts_a_babbling_episode(env):
     harness = get_harness("react", max_turns=2, max_format_errors=10)
     episode = run_episode(env, harness, Babbler(), task_id=TASK.instance_id)
     meta = episode.metadata
-    assert (meta.status, meta.format_errors, meta.steps) == ("step_limit", 2, 0)
+    assert (meta.status, meta.format_errors, meta.steps) == ("turn_limit", 2, 0)  # not the env's graded cut
     with pytest.raises(ConfigError, match="max_turns must be at least 1"):
         get_harness("react", max_turns=0)
 
