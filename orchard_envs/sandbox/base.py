@@ -98,6 +98,25 @@ class Sandbox(ABC):
     ) -> ExecResult:
         """Run a bash command. With cwd/env given in session mode, they apply to this call only."""
 
+    def open_pty(
+        self,
+        argv: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+        rows: int = 24,
+        cols: int = 80,
+    ) -> Any:
+        """Start `argv` on a pseudo-terminal made inside the sandbox, for programs that need a tty.
+
+        Returns a handle shaped as Orchard Env's ContainerProcess: `read`, `read_all`, `write_stdin`
+        (b"\\x03" is ctrl-C), `resize`, `kill`, `wait`, `close`. Default: the relay of
+        `orchard_envs.service.pty`, over a fresh shell of the local or docker backend.
+        """
+        from orchard_envs.service.pty import open_pty
+
+        return open_pty(self, argv, env=env, cwd=cwd, rows=rows, cols=cols)
+
     # -- files -----------------------------------------------------------------------------------
     @abstractmethod
     def read_file(self, path: str) -> bytes: ...

@@ -12,13 +12,16 @@ from __future__ import annotations
 import logging
 import posixpath
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchard_envs.errors import ConfigError, OrchardError, PatchError, SandboxError
 from orchard_envs.sandbox.base import Backend, Sandbox, Snapshot
 from orchard_envs.sandbox.spec import ExecResult, FileInfo, SandboxSpec
 from orchard_envs.service.client import EnvClient
 from orchard_envs.service.models import FileEntry, JobResponse
+
+if TYPE_CHECKING:
+    from orchard_envs.service.process import ContainerProcess
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +140,20 @@ class RemoteSandbox(Sandbox):
         session = session and self._backend.session_supported()
         job = self._client.exec(self.id, command, timeout_seconds=timeout, cwd=cwd, env=env, session=session)
         return self._result(job)
+
+    def open_pty(
+        self,
+        argv: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+        rows: int = 24,
+        cols: int = 80,
+    ) -> ContainerProcess:
+        """A terminal over the service's `WS /sandboxes/{id}/exec/pty` (ours or Orchard Env's)."""
+        self._check_open()
+        where = self.abspath(cwd) if cwd else self.spec.workdir
+        return self._client.open_pty(self.id, list(argv), cwd=where, env=env, rows=rows, cols=cols)
 
     def _result(self, job: JobResponse) -> ExecResult:
         if job.exit_code is None:

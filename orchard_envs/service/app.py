@@ -51,6 +51,7 @@ from orchard_envs.service.models import (
     UploadFileRequest,
     UploadFileResponse,
 )
+from orchard_envs.service.pty_route import add_pty_route
 from orchard_envs.service.state import (
     EnvService,
     ServiceError,
@@ -101,18 +102,28 @@ class _RequestIds:
             await JSONResponse(body, status_code=500)(scope, receive, tagged)
 
 
-def _auth(api_key: str | None) -> Callable[..., Any]:
+def _key_check(api_key: str | None) -> Callable[[str | None], bool]:
+    """Whether a given key is one of the configured ones (any key, or none, when none is configured)."""
+    keys = [k.encode() for k in re.split(r"[,\s]+", api_key or "") if k]
+
+    def ok(given: str | None) -> bool:
+        if not keys:
+            return True
+        return given is not None and any(secrets.compare_digest(given.encode(), k) for k in keys)
+
+    return ok
+
+
+def _auth(key_ok: Callable[[str | None], bool]) -> Callable[..., Any]:
     """Orchard's X-API-Key check: 401 without a key, 403 with a wrong one. No key configured: open."""
-    keys = {k for k in re.split(r"[,\s]+", api_key or "") if k}
     header = APIKeyHeader(name="X-API-Key", auto_error=False)
 
     async def verify(given: str | None = Security(header)) -> None:
-        if not keys:
+        if key_ok(given):
             return
         if not given:
             raise ServiceError(401, "Missing API key. Please provide X-API-Key header.", "ConfigError")
-        if not any(secrets.compare_digest(given.encode(), k.encode()) for k in keys):
-            raise ServiceError(403, "Invalid API key", "ConfigError")
+        raise ServiceError(403, "Invalid API key", "ConfigError")
 
     return verify
 
@@ -157,12 +168,14 @@ def create_app(
     async def health() -> HealthResponse:
         return HealthResponse(version=__version__, backend=backend.name, extensions=list(EXTENSIONS))
 
-    api = APIRouter(dependencies=[Depends(_auth(api_key))])
+    key_ok = _key_check(api_key)
+    api = APIRouter(dependencies=[Depends(_auth(key_ok))])
     _sandbox_routes(api, service)
     _job_routes(api, service)
     _file_routes(api, service)
     _extension_routes(api, service)
     app.include_router(api)
+    add_pty_route(app, service, key_ok)
     return app
 
 

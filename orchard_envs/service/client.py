@@ -20,7 +20,7 @@ import random
 import time
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import httpx
 
@@ -44,6 +44,9 @@ from orchard_envs.service.models import (
     SnapshotResponse,
     UploadFileResponse,
 )
+
+if TYPE_CHECKING:
+    from orchard_envs.service.process import AsyncContainerProcess, ContainerProcess
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_EXEC_TIMEOUT = 300.0  # what Orchard Env applies when timeout_seconds is absent
@@ -455,6 +458,7 @@ class EnvClient(_Flows):
     def heartbeat(self, sandbox_id: str) -> HeartbeatResponse:
         return self._run(self._heartbeat(sandbox_id))
 
+    @overload
     def exec(
         self,
         sandbox_id: str,
@@ -466,10 +470,71 @@ class EnvClient(_Flows):
         login_shell: bool = False,
         session: bool = False,
         wait: bool = True,
-    ) -> JobResponse:
-        """Run a command; with `wait`, until it finished (the job's final status)."""
+        pty: Literal[False] = False,
+        rows: int = 24,
+        cols: int = 80,
+    ) -> JobResponse: ...
+
+    @overload
+    def exec(
+        self,
+        sandbox_id: str,
+        command: str | list[str],
+        *,
+        timeout_seconds: float | None = None,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        login_shell: bool = False,
+        session: bool = False,
+        wait: bool = True,
+        pty: Literal[True],
+        rows: int = 24,
+        cols: int = 80,
+    ) -> ContainerProcess: ...
+
+    def exec(
+        self,
+        sandbox_id: str,
+        command: str | list[str],
+        *,
+        timeout_seconds: float | None = None,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        login_shell: bool = False,
+        session: bool = False,
+        wait: bool = True,
+        pty: bool = False,
+        rows: int = 24,
+        cols: int = 80,
+    ) -> JobResponse | ContainerProcess:
+        """Run a command; with `wait`, until it finished (the job's final status).
+
+        `pty=True` (as in Orchard's SDK) starts it on a terminal of `rows` x `cols` instead and returns
+        its handle at once; `timeout_seconds`, `session` and `wait` do not apply then.
+        """
+        if pty:
+            return self.open_pty(
+                sandbox_id, command, cwd=cwd, env=env, rows=rows, cols=cols, login_shell=login_shell
+            )
         payload = _exec_payload(command, timeout_seconds, cwd, env, login_shell, session)
         return self._run(self._exec(sandbox_id, payload, wait))
+
+    def open_pty(
+        self,
+        sandbox_id: str,
+        command: str | list[str],
+        *,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        rows: int = 24,
+        cols: int = 80,
+        login_shell: bool = False,
+    ) -> ContainerProcess:
+        """A command on a terminal in the sandbox (a string runs under `bash -c`); see process.py."""
+        from orchard_envs.service.process import ContainerProcess, init_frame, pty_url
+
+        init = init_frame(command, env, cwd, rows, cols, login_shell)
+        return ContainerProcess(pty_url(self.url, sandbox_id), init, self._headers(), self.timeout)
 
     def get_job(self, job_id: str) -> JobResponse:
         return self._run(self._job(job_id))
@@ -588,6 +653,7 @@ class AsyncEnvClient(_Flows):
     async def heartbeat(self, sandbox_id: str) -> HeartbeatResponse:
         return await self._run(self._heartbeat(sandbox_id))
 
+    @overload
     async def exec(
         self,
         sandbox_id: str,
@@ -599,9 +665,67 @@ class AsyncEnvClient(_Flows):
         login_shell: bool = False,
         session: bool = False,
         wait: bool = True,
-    ) -> JobResponse:
+        pty: Literal[False] = False,
+        rows: int = 24,
+        cols: int = 80,
+    ) -> JobResponse: ...
+
+    @overload
+    async def exec(
+        self,
+        sandbox_id: str,
+        command: str | list[str],
+        *,
+        timeout_seconds: float | None = None,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        login_shell: bool = False,
+        session: bool = False,
+        wait: bool = True,
+        pty: Literal[True],
+        rows: int = 24,
+        cols: int = 80,
+    ) -> AsyncContainerProcess: ...
+
+    async def exec(
+        self,
+        sandbox_id: str,
+        command: str | list[str],
+        *,
+        timeout_seconds: float | None = None,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        login_shell: bool = False,
+        session: bool = False,
+        wait: bool = True,
+        pty: bool = False,
+        rows: int = 24,
+        cols: int = 80,
+    ) -> JobResponse | AsyncContainerProcess:
+        """As EnvClient.exec; with `pty=True` the handle is an AsyncContainerProcess."""
+        if pty:
+            return await self.open_pty(
+                sandbox_id, command, cwd=cwd, env=env, rows=rows, cols=cols, login_shell=login_shell
+            )
         payload = _exec_payload(command, timeout_seconds, cwd, env, login_shell, session)
         return await self._run(self._exec(sandbox_id, payload, wait))
+
+    async def open_pty(
+        self,
+        sandbox_id: str,
+        command: str | list[str],
+        *,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        rows: int = 24,
+        cols: int = 80,
+        login_shell: bool = False,
+    ) -> AsyncContainerProcess:
+        from orchard_envs.service.process import AsyncContainerProcess, init_frame, pty_url
+
+        init = init_frame(command, env, cwd, rows, cols, login_shell)
+        url = pty_url(self.url, sandbox_id)
+        return await AsyncContainerProcess.connect(url, init, self._headers(), self.timeout)
 
     async def get_job(self, job_id: str) -> JobResponse:
         return await self._run(self._job(job_id))

@@ -9,6 +9,7 @@ responses with `.get`, and pydantic models ignore unknown request fields, as Orc
 from __future__ import annotations
 
 import re
+import shlex
 from enum import StrEnum
 from typing import Annotated
 
@@ -277,3 +278,29 @@ class ErrorBody(BaseModel):
 
     detail: str | list
     error_type: str | None = None
+
+
+class PtyInit(BaseModel):
+    """The first frame on `WS /sandboxes/{id}/exec/pty` (Orchard Env's init frame; unknown keys ignored)."""
+
+    type: str = "init"
+    cmd: list[str] = Field(min_length=1)
+    env: dict[str, str] | None = None
+    cwd: str | None = None
+    rows: int = Field(24, ge=1, le=10000)
+    cols: int = Field(80, ge=1, le=10000)
+    login_shell: bool = False
+
+    @field_validator("type")
+    @classmethod
+    def _is_init(cls, value: str) -> str:
+        if value != "init":
+            raise ValueError(f"the first frame must have type 'init', not {value!r}")
+        return value
+
+    def argv(self) -> list[str]:
+        """The command, wrapped as Orchard's agent does for a login shell that also reads ~/.bashrc."""
+        if not self.login_shell:
+            return list(self.cmd)
+        joined = shlex.join(self.cmd)
+        return ["bash", "--login", "-i", "-c", f"if [ -f ~/.bashrc ]; then . ~/.bashrc; fi; {joined}"]

@@ -45,6 +45,7 @@ class ServiceSettings:
     max_jobs: int = 256  # queued + running commands, patches, snapshots, forks; more -> 503
     max_workers: int = 16  # threads running jobs (one per busy sandbox at most)
     max_snapshots: int = 64
+    max_ptys: int = 64  # open terminals (WS /sandboxes/{id}/exec/pty); more are refused with 4503
     default_ttl: float = 3600.0  # seconds after creation / last heartbeat
     max_lifetime: float = 24 * 3600.0  # hard cap, whatever the heartbeats
     default_exec_timeout: float = 300.0  # Orchard's default for timeout_seconds
