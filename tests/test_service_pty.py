@@ -217,7 +217,7 @@ def test_a_pty_cannot_see_the_host(client, sandbox_id, tmp_path):
     secret = tmp_path / "host-secret.txt"
     secret.write_text("HOST-ONLY-CONTENT")
     script = f"cat {secret}; hostname"
-    with client.exec(sandbox_id, ["bash", "-c", script], pty=True) as proc:
+    with client.exec(sandbox_id, ["bash", "-c", script], pty=True, cwd="/") as proc:  # a cwd both have
         out = proc.read_all(timeout=TIMEOUT).decode(errors="replace")
     assert "HOST-ONLY-CONTENT" not in out and "No such file" in out
     assert out.strip().endswith("sandbox")  # the sandbox's own UTS namespace
