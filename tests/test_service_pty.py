@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import importlib.util
 import json
 import time
 from collections.abc import Iterator
 
 import pytest
+from conftest import require
 from helpers import serving
 
 from orchard_envs.errors import ConfigError, SandboxNotFound
@@ -22,6 +24,12 @@ pytestmark = pytest.mark.bwrap
 
 KEY = "pty-key"
 TIMEOUT = 30  # generous: an upper bound on a loaded 2-core machine, not a measured latency
+
+
+@pytest.fixture(autouse=True)
+def websockets_installed() -> None:
+    """uvicorn serves websockets, and our clients speak them, only with this package (a dependency)."""
+    require(importlib.util.find_spec("websockets") is not None, "the websockets package is not installed")
 
 
 @pytest.fixture(scope="module")
