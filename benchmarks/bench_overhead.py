@@ -40,7 +40,7 @@ def bare_loop(env_id: str, env_kwargs: dict, jobs: list[Job]) -> float:
     started = time.perf_counter()  # env start-up counts on both sides: each starts its env's services
     with gym.make(env_id, **env_kwargs) as env:
         for job in jobs:
-            run_episode(env, harness, agent, task_id=job.task_id, seed=job.trial)
+            run_episode(env, harness, agent, task_id=job.task_id, seed=job.trial, trial=job.trial)
         return time.perf_counter() - started
 
 

@@ -156,5 +156,7 @@ class _Progress:
             verify_status=grading.get("status"),
             error=self.error or grading.get("reason", ""),
             patch=grading.get("patch"),
+            # The grader's doubts about a resolve (SWE's canary and diff scan): kept where reported.
+            **({"suspicious": list(grading["suspicious"])} if "suspicious" in grading else {}),
         )
         return Episode(messages=messages, tools=tools, metadata=metadata, turns=self.turns)

@@ -251,3 +251,27 @@ def test_a_user_agent_gets_no_hidden_task_only_scripted_solvers_declare_it(env):
     assert (context.task_id, context.trial, context.env_id) == (TASK.instance_id, 3, env.spec.id)
     assert get_agent("oracle").wants_hidden_task and not peeker.wants_hidden_task
     assert not get_agent("noop").wants_hidden_task and not get_agent("random").wants_hidden_task
+
+
+class ExitingPatcher(Agent):
+    """Adds a forgery's tool (`os._exit`) to the library, then submits: the grader's doubt must reach
+    the recorded episode, where orchard-bench counts it and the RL trainer withholds the reward."""
+
+    name = "exiting-patcher"
+
+    def start(self, context: EpisodeContext) -> None:
+        self.encode, self.turn = context.encode, 0
+
+    def act(self, messages, tools):
+        self.turn += 1
+        if self.turn == 1:
+            command = "f=$(git ls-files '*.py' | grep -v test | head -1) && echo 'import os; os._exit' >> $f"
+            return self.encode({"name": "bash", "arguments": {"command": command}})
+        return self.encode({"name": "submit", "arguments": {}})
+
+
+def test_the_graders_doubts_reach_the_recorded_episode(env, tmp_path):
+    episode = run_episode(env, get_harness("tool-calling"), ExitingPatcher(), task_id=TASK.instance_id)
+    reasons = episode.metadata.model_extra["suspicious"]
+    assert any("os._exit" in reason for reason in reasons), reasons
+    assert_round_trips(episode, tmp_path)

@@ -101,7 +101,9 @@ def run(
         ):
             for claw_task in env.unwrapped.tasks[:limit]:
                 for trial in range(trials):
-                    episode = run_episode(env, scaffold, policy, task_id=claw_task.task_id, seed=trial)
+                    episode = run_episode(
+                        env, scaffold, policy, task_id=claw_task.task_id, seed=trial, trial=trial
+                    )
                     writer.write(episode)
                     meta = episode.metadata
                     outcomes.setdefault(claw_task.task_id, []).append(meta.resolved is True)
