@@ -111,9 +111,9 @@ class Sandbox(ABC):
 
         Returns a handle shaped as Orchard Env's ContainerProcess: `read`, `read_all`, `write_stdin`
         (b"\\x03" is ctrl-C), `resize`, `kill`, `wait`, `close`. Default: the relay of
-        `orchard_envs.service.pty`, over a fresh shell of the local or docker backend.
+        `orchard_envs.sandbox.pty`, over a fresh shell of the local or docker backend.
         """
-        from orchard_envs.service.pty import open_pty
+        from orchard_envs.sandbox.pty import open_pty
 
         return open_pty(self, argv, env=env, cwd=cwd, rows=rows, cols=cols)
 

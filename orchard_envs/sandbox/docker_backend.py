@@ -169,6 +169,14 @@ class DockerSandbox(Sandbox):
             shell.kill_command = lambda since: self._kill_since(channel, since)
         return shell
 
+    def shell_channel(self) -> ExecChannel:
+        """A fresh bash in the container on its own stream, read by another thread (the pty relay)."""
+        self._check_open()
+        with self._docker("start a shell"):
+            channel = ExecChannel.open(self._api, self.container_id, SHELL_ARGV, stdin=True)
+        channel.check_before_send = False
+        return channel
+
     def _kill_since(self, channel: ExecChannel, since: float) -> None:
         """Kill what a command started: the shell's descendants, and orphans adopted by the init.
 

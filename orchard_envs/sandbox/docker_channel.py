@@ -45,6 +45,9 @@ class ExecChannel:
         self._eof = False
         self._closed = False
         self._pid = 0
+        # Whether send() first looks for a shell that died: only where no other thread reads the stream
+        # (a pty's reader thread polls it all the time, and one poll object cannot be polled twice).
+        self.check_before_send = True
 
     @classmethod
     def open(
@@ -64,7 +67,7 @@ class ExecChannel:
 
     # Channel protocol ------------------------------------------------------------------------------
     def send(self, data: bytes) -> None:
-        if self._readable.poll(0):  # cheap: notice a shell that died since the last command
+        if self.check_before_send and self._readable.poll(0):  # cheap: notice a shell that died
             self._fill()
         if self._eof or self._closed:
             raise ChannelClosed("the shell's stream ended before this command was sent")

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from orchard_envs.errors import BackendUnavailable, ConfigError, SandboxError, SandboxNotFound
-from orchard_envs.service.pty import OutputBuffer, signal_number
+from orchard_envs.sandbox.pty import OutputBuffer, signal_number
 
 CONNECT_TIMEOUT = 30.0
 MAX_FRAME = 8 * 1024 * 1024  # a base64 frame of the service's largest chunk is far smaller

@@ -66,10 +66,15 @@ class LocalSandbox(Sandbox):
         ]
 
     # -- shells ------------------------------------------------------------------------------------
-    def _shell(self) -> ShellSession:
+    def shell_channel(self) -> FifoChannel:
+        """A fresh bash in the sandbox on its own FIFOs (sessions, one-shot execs, the pty relay)."""
+        self._check_open()
         if self.process.poll() is not None:
             raise SandboxError(f"sandbox {self.id} is no longer running (TTL passed or it was killed)")
-        channel = FifoChannel(self.storage.ctl, self.process.pid)
+        return FifoChannel(self.storage.ctl, self.process.pid)
+
+    def _shell(self) -> ShellSession:
+        channel = self.shell_channel()
         session = ShellSession(channel, self.spec.max_output, cwd=self.spec.workdir)
         hello = session.run("echo $$", timeout=START_TIMEOUT)
         channel.nspid = int(hello.stdout.strip())

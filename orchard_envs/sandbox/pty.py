@@ -19,7 +19,6 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -402,46 +401,6 @@ def signal_number(name: str | int) -> int:
     return SIGNALS[key]
 
 
-# -- backends ------------------------------------------------------------------------------------------
-def _local_channel(sandbox: Any) -> Channel:
-    from orchard_envs.sandbox.local.fifo_channel import FifoChannel
-
-    if sandbox.process.poll() is not None:
-        raise SandboxError(f"sandbox {sandbox.id} is no longer running (TTL passed or it was killed)")
-    return FifoChannel(sandbox.storage.ctl, sandbox.process.pid)
-
-
-def _docker_channel(sandbox: Any) -> Channel:
-    from orchard_envs.sandbox.docker_backend import SHELL_ARGV
-    from orchard_envs.sandbox.docker_channel import DOCKER_ERRORS, ExecChannel
-
-    class DuplexExecChannel(ExecChannel):
-        """ExecChannel's send without its dead-shell check, which polls the stream that the pty's
-        reader thread is polling at the same time (a second poll() of one poll object fails)."""
-
-        def send(self, data: bytes) -> None:
-            if self._eof or self._closed:
-                raise ChannelClosed("the relay's stream has ended")
-            view = memoryview(data)
-            while view:
-                try:
-                    view = view[self._sock.send(view) :]
-                except BlockingIOError:
-                    if not self._writable.poll(30_000):
-                        raise ChannelClosed("the relay stopped reading its input") from None
-                except OSError as exc:
-                    raise ChannelClosed(f"the relay's stream is gone ({exc})") from None
-
-    try:
-        return DuplexExecChannel.open(sandbox._api, sandbox.container_id, SHELL_ARGV, stdin=True)
-    except DOCKER_ERRORS as exc:
-        raise SandboxError(f"sandbox {sandbox.id}: cannot start a shell for the pty: {exc}") from exc
-
-
-# A fresh shell inside the sandbox, per backend (the hook each backend could own; see docs/sandboxes.md).
-SHELL_CHANNELS: dict[str, Callable[[Any], Channel]] = {"local": _local_channel, "docker": _docker_channel}
-
-
 def open_pty(
     sandbox: Any,
     argv: list[str],
@@ -455,13 +414,10 @@ def open_pty(
     """Start `argv` on a terminal inside `sandbox` (a local or docker sandbox)."""
     if not argv or not all(isinstance(part, str) for part in argv):
         raise SandboxError("a pty command is a non-empty list of strings, e.g. ['bash']")
-    make = SHELL_CHANNELS.get(sandbox.backend_name)
+    make = getattr(sandbox, "shell_channel", None)
     if make is None:
-        raise SandboxError(
-            f"the {sandbox.backend_name} backend has no pty; known: {', '.join(SHELL_CHANNELS)}, remote"
-        )
-    sandbox._check_open()
+        raise SandboxError(f"the {sandbox.backend_name} backend has no pty (local, docker and remote have)")
     request = PtyRequest(
         list(argv), dict(env or {}), sandbox.abspath(cwd or "."), _dimension(rows), _dimension(cols)
     )
-    return PtyProcess(make(sandbox), request, sink)
+    return PtyProcess(make(), request, sink)
