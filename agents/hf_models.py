@@ -28,6 +28,7 @@ def resolve_model(model: str) -> str:
     """A path or hub id `from_pretrained` can load; embedded models are converted on first use."""
     name = ALIASES.get(model, model)
     if name not in EMBEDDED:
+        _require_found(model)
         return model
     target = paths.cache_root() / "models" / name
     if not (target / "config.json").exists():
@@ -35,6 +36,29 @@ def resolve_model(model: str) -> str:
             if not (target / "config.json").exists():
                 _convert_gguf(name, target)
     return str(target)
+
+
+def _require_found(model: str) -> None:
+    """A name with a folder part (`ckpt/NAME`) that is neither a folder here nor a hub model in the local
+    Hugging Face cache is a missing folder: say so, instead of transformers' 'cannot connect to the hub'."""
+    if "/" not in model or Path(model).expanduser().exists() or _in_hub_cache(model):
+        return
+    raise ConfigError(
+        f"no such model folder: {model} (and no hub model of that name in the Hugging Face cache); pass a "
+        "checkpoint folder, e.g. the --out of orchard-train sft, or a cached hub id"
+    )
+
+
+def _in_hub_cache(model: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    try:
+        found = try_to_load_from_cache(model, "config.json")
+    except Exception:  # not a valid hub id (`./ckpt/x`, three parts): it can only be a folder
+        return False
+    return isinstance(found, str)
 
 
 def embedded_gguf(name: str) -> Path:

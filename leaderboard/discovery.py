@@ -92,6 +92,14 @@ def load_runs(dirs: Iterable[Path], suite: str | None = None, warn: Warn | None 
             # the store's messages already name the directory; say it once
             warn(f"skipped: {reason}" if str(run_dir) in reason else f"{run_dir}: skipped: {reason}")
             continue
-        if suite is None or run.config.get("suite") == suite:
+        if suite is None or run.config.get("suite") in _suite_names(suite):
             runs.append(run)
     return runs
+
+
+def _suite_names(suite: str) -> set[str]:
+    """What a run may have recorded for `--suite`: the name as typed, or the file it resolves to (runs record
+    suite files by resolved path)."""
+    from orchard_envs.leaderboard.suites import suite_name
+
+    return {suite, suite_name(suite)}

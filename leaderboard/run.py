@@ -31,6 +31,7 @@ from orchard_envs.leaderboard import suites
 from orchard_envs.leaderboard.executor import EpisodeFactory, Job, OnResult, run_local
 from orchard_envs.leaderboard.fingerprint import model_weights
 from orchard_envs.leaderboard.store import ResultsStore
+from orchard_envs.leaderboard.validate import check_run
 
 SECRET_WORDS = ("key", "token", "secret", "password")
 EXECUTORS = ("local", "ray")
@@ -75,6 +76,8 @@ def run(
             from orchard_envs.leaderboard.ray_executor import check_address
 
             check_address(ray_address)
+        # before anything is created in --out: a refused run leaves nothing that blocks the corrected one
+        check_run(out, chosen.env_id, chosen.env_kwargs(split, [t.task_id for t in selected]) | env_options)
     except (OrchardError, ValueError) as exc:
         fail(program, str(exc))
     policy = build_agent(program, name, agent_options)
@@ -107,6 +110,8 @@ def run(
         store = ResultsStore.create_or_resume(out, config)
     except OrchardError as exc:
         fail(program, str(exc))
+    except OSError as exc:  # the folder became unwritable since the check, or root on a read-only mount
+        fail(program, f"cannot write --out {out}: {exc.strerror or exc}; pass a folder you can write")
     done = store.done()
     work = [
         Job(t.task_id, trial, t.category)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 from dataclasses import dataclass
@@ -58,13 +59,34 @@ def load(name_or_path: str, split: str | None = None) -> Suite:
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read suite {name_or_path!r}: {exc}") from exc
     digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
-    return Suite(str(name_or_path), env_id, tuple(tasks), digest)
+    return Suite(suite_name(name_or_path), env_id, tuple(tasks), digest)
+
+
+def suite_name(name_or_path: str) -> str:
+    """How a run records its suite: a bundled name as is, a file as its resolved path, so a resume from
+    another folder (`swe/my.jsonl` there, `my.jsonl` here) is recognised as the same suite."""
+    if name_or_path in BUNDLED:
+        return name_or_path
+    return str(Path(name_or_path).expanduser().resolve())
+
+
+def looks_like_path(name: str) -> bool:
+    """A suite argument meant as a file: it has a folder part or a file suffix (`my.jsonl`, `./tasks`)."""
+    path = Path(name)
+    return len(path.parts) > 1 or bool(path.suffix) or name.startswith((".", "~"))
 
 
 def _guess_env(path: Path) -> str:
     if not path.exists():
+        if looks_like_path(str(path)):
+            raise ConfigError(
+                f"no such file: {path} (--suite takes a bundled name or an existing suite file)"
+            )
+        close = difflib.get_close_matches(str(path), list(BUNDLED), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigError(
-            f"unknown suite {str(path)!r}: use a bundled one ({', '.join(BUNDLED)}) or a path to a suite file"
+            f"unknown suite {str(path)!r}{hint}: use a bundled one ({', '.join(BUNDLED)}) or a path to a "
+            "suite file"
         )
     if path.is_dir() or path.suffix in (".yaml", ".yml"):
         return "orchard/Claw-v0"

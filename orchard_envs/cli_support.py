@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
@@ -18,6 +20,28 @@ def fail(program: str, message: str, code: int = 2) -> NoReturn:
     """One line on stderr and a non-zero exit: no traceback for mistakes a user can fix."""
     typer.echo(f"{program}: error: {message}", err=True)
     raise typer.Exit(code)
+
+
+def check_writable_folder(path: Path, flag: str) -> None:
+    """`path` is a folder this process can create or write into; else a ConfigError saying which.
+
+    Checked before a command creates anything, so a read-only or mistyped output fails in one line at the
+    start, not with a traceback after minutes of work."""
+    from orchard_envs.errors import ConfigError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{flag} {path} is a file, not a folder; pass a new or empty folder")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{flag} {path}: {existing} is a file, so no folder can be made there")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "write into" if existing == path else f"create it: {existing} is not writable"
+        raise ConfigError(
+            f"{flag} {path}: cannot {what} (read-only or not yours); pass a folder you can write"
+        )
 
 
 def parse_options(pairs: list[str]) -> dict[str, Any]:

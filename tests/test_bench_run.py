@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from conftest import require
 
 from orchard_envs.errors import SandboxError
 from orchard_envs.leaderboard.executor import EpisodeFactory, Job, run_local
@@ -150,13 +154,111 @@ def test_infra_faults_are_retried_on_a_fresh_env_and_counted(tmp_path):
             ["--suite", "claw-mini", "--agent", "openai:m", "--option", "base_url=http://127.0.0.1:9/v1"],
             "cannot reach the model server",
         ),
+        (["--suite", "swe-mini", "--agent", "noop", "--env-option", "max_steps=abc"], "max_steps='abc'"),
+        (["--suite", "swe-mini", "--agent", "noop", "--env-option", "max_stepz=3"], "mean 'max_steps'"),
+        (["--suite", "swe-mini", "--agent", "noop", "--env-option", "max_steps=0"], "at least 1"),
+        (["--suite", "swe-mini", "--agent", "noop", "--backend", "dockr"], "did you mean 'docker'?"),
+        (["--suite", "claw-mini", "--agent", "noop", "--backend", "docker"], "takes no backend"),
+        (["--suite", "claw-mini", "--agent", "hf:ckpt/nope-not-here"], "no such model folder: ckpt/nope"),
+        (["--suite", "swe/nope.jsonl", "--agent", "noop"], "no such file: swe/nope.jsonl"),
     ],
 )
 def test_bad_input_is_one_line_and_creates_nothing(tmp_path, args, message):
     out = tmp_path / "out"
     done = bench("run", *args, "--out", str(out))
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert not out.exists()
+
+
+def test_a_refused_run_leaves_nothing_and_the_corrected_rerun_starts(tmp_path):
+    out = tmp_path / "out"
+    refused = bench(
+        "run", *CLAW_TEST, "--limit", "1", "--agent", "noop", "--env-option", "nope=1", "--out", str(out)
+    )
+    assert refused.returncode == 2 and not out.exists()
+    corrected = bench("run", *CLAW_TEST, "--limit", "1", "--agent", "noop", "--out", str(out))
+    assert corrected.returncode == 0, corrected.stderr
+    assert recorded(out) == 1
+
+
+def test_an_existing_file_as_out_is_one_line_and_left_alone(tmp_path):
+    target = tmp_path / "notes.txt"
+    target.write_text("mine")
+    for out in (target, target / "run"):
+        done = bench("run", *CLAW_TEST, "--limit", "1", "--agent", "noop", "--out", str(out))
+        assert done.returncode == 2 and "Traceback" not in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and "is a file" in done.stderr
+    assert target.read_text() == "mine"
+
+
+def unprivileged(command: list[str]) -> list[str]:
+    """`command` as a user that cannot write a 0o555 folder: root ignores the mode, so run as nobody."""
+    if os.geteuid() != 0:
+        return command
+    setpriv = shutil.which("setpriv")
+    require(setpriv is not None, "running as root without setpriv: cannot drop to an unprivileged user")
+    return [str(setpriv), "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+
+
+@pytest.fixture
+def read_only_folder():
+    """A 0o555 folder that an unprivileged user can reach (pytest's tmp_path is private to its owner)."""
+    with tempfile.TemporaryDirectory(prefix="orchard-ro-") as top:
+        os.chmod(top, 0o755)
+        folder = Path(top) / "ro"
+        folder.mkdir(mode=0o555)
+        os.chmod(folder, 0o555)
+        yield folder
+        os.chmod(folder, 0o755)
+
+
+def test_a_read_only_out_is_one_line_and_nothing_runs(read_only_folder):
+    for out in (read_only_folder, read_only_folder / "run"):
+        command = unprivileged(
+            [*BENCH, "run", *CLAW_TEST, "--limit", "1", "--agent", "noop", "--out", str(out)]
+        )
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=120, cwd=read_only_folder.parent
+        )
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and "cannot" in done.stderr
+    assert list(read_only_folder.iterdir()) == []
+
+
+def test_resume_from_another_folder_is_the_same_suite_file(tmp_path):
+    from importlib import resources
+
+    bundled = (resources.files("orchard_envs.tasks.claw") / "data" / "claw-mini.jsonl").read_text()
+    rows = [line for line in bundled.splitlines() if json.loads(line)["split"] == "test"][:2]
+    (tmp_path / "suites").mkdir()
+    (tmp_path / "suites" / "my.jsonl").write_text("\n".join(rows) + "\n")
+    args = ["run", "--agent", "noop", "--out", str(tmp_path / "run")]
+    first = subprocess.run(
+        [*BENCH, *args, "--suite", "suites/my.jsonl", "--limit", "1"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert first.returncode == 0, first.stderr
+    again = subprocess.run(
+        [*BENCH, *args, "--suite", "my.jsonl"], capture_output=True, text=True, cwd=tmp_path / "suites"
+    )
+    assert again.returncode == 2 and "limit" in again.stderr  # the flags differ: still one identity check
+    again = subprocess.run(
+        [*BENCH, *args, "--suite", "my.jsonl", "--limit", "1"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path / "suites",
+    )
+    assert again.returncode == 0 and "1 episodes already recorded" in again.stderr, again.stderr
+    shown = subprocess.run(
+        [*BENCH, "leaderboard", "run", "--suite", "suites/my.jsonl", "-f", "json"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert shown.returncode == 0 and len(json.loads(shown.stdout)) == 1, shown.stderr
 
 
 def test_an_incompatible_or_foreign_results_directory_is_left_untouched(tmp_path):
