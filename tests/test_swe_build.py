@@ -12,7 +12,7 @@ import pytest
 from fastapi import FastAPI
 from helpers import serving
 
-from orchard_envs.tasks.swe.build import BuildConfig, build_library
+from orchard_envs.tasks.swe.build import BuildConfig, build_library, stable_tests
 from orchard_envs.tasks.swe.instance import load_suite
 from orchard_envs.tasks.swe.statement import leaks_fix, rewrite_statement, template_statement
 
@@ -48,6 +48,51 @@ def test_build_makes_validated_instances_from_a_real_sdist(tmp_path, local_backe
     out = tmp_path / "suite.jsonl"
     out.write_text("".join(i.model_dump_json() + "\n" for i in instances))
     assert [i.instance_id for i in load_suite(out)] == [i.instance_id for i in instances]
+
+
+# A test with a deadline, as boltons' socket tests have: it needs most of a CPU for a moment. Alone it
+# passes; beside the builder's busy loops (2 per CPU the sandbox sees) it gets under half of one.
+DEADLINE_TEST = """\
+import time
+
+
+def test_steady():
+    assert sum(range(10)) == 45
+
+
+def test_deadline():
+    wall, cpu = time.perf_counter(), time.process_time()
+    while time.perf_counter() - wall < 0.5:
+        pass
+    assert (time.process_time() - cpu) / (time.perf_counter() - wall) > 0.6
+"""
+
+
+def test_stability_runs_under_load_drop_a_timing_dependent_test(tmp_path, local_backend):
+    from swe_fixtures import init_repo
+
+    from orchard_envs.tasks.swe.grading import grading_spec
+    from orchard_envs.tasks.swe.instance import SWEInstance
+    from orchard_envs.tasks.swe.prepare import prepare
+
+    repo = tmp_path / "timed"
+    base = init_repo(repo, {"timed.py": "", "tests/test_timed.py": DEADLINE_TEST})
+    instance = SWEInstance(
+        instance_id="timed__pristine",
+        repo="timed",
+        base_commit=base,
+        patch="",
+        problem_statement="",
+        FAIL_TO_PASS=[],
+        source={"type": "git", "path": str(repo)},
+    )
+    tree = prepare(instance, tmp_path / "cache")
+    with local_backend.create(grading_spec(tree)) as sandbox:
+        found = stable_tests(sandbox, instance, ["tests"], runs=1, timeout=120, load_runs=1)
+    # Only what the load runs keep is asserted: alone on a busy CI machine the deadline test may fail too
+    # (then it is dropped as flaky instead); under the load it always fails, so it is never kept.
+    assert found.tests == ["tests/test_timed.py::test_steady"]
+    assert set(found.load_sensitive) <= {"tests/test_timed.py::test_deadline"}
 
 
 def test_template_statement_names_tests_not_the_fix():

@@ -1,9 +1,10 @@
 """`orchard-tasks swe build`: real task instances from real libraries by bug injection, as SWE-smith does.
 
-Per library: download the pinned sdist, make it a git repository, run its tests several times and keep
-the stable ones, inject AST mutations, keep a mutant when it breaks at least one and at most a few tests
-while the rest pass, then validate it end to end through the grader (gold patch resolves, doing nothing
-does not) more than once. Accepted instances are appended to the output file as they are found.
+Per library: download the pinned sdist, make it a git repository, run its tests several times, alone and
+beside CPU-burning processes, and keep the ones that pass every time, inject AST mutations, keep a mutant
+when it breaks at least one and at most a few tests while the rest pass, then validate it end to end
+through the grader (gold patch resolves, doing nothing does not) more than once. Accepted instances are
+appended to the output file as they are found.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ class LibrarySpec(BaseModel):
     sources: list[str] = Field(["**/*.py"], description="globs (from the repository root) of files to mutate")
     exclude: list[str] = Field(default_factory=list, description="globs of source files never mutated")
     test_paths: list[str] = Field(default_factory=list, description="what pytest runs for the whole suite")
+    ungraded_tests: list[str] = Field(
+        default_factory=list,
+        description="test ids never graded on: timing-dependent tests seen failing elsewhere under load",
+    )
 
 
 class BuildConfig(BaseModel):
@@ -55,6 +60,10 @@ class BuildConfig(BaseModel):
     max_failing: int = Field(5, gt=0)
     seed: int = 0
     stability_runs: int = Field(3, ge=1)
+    load_runs: int = Field(
+        2, ge=0, description="stability runs beside CPU-burning processes (timing-dependent tests fail)"
+    )
+    load_factor: int = Field(2, ge=1, description="busy loops per CPU the sandbox sees, in a load run")
     validation_runs: int = Field(2, ge=1)
     test_timeout: float = Field(120.0, gt=0)
     library: list[LibrarySpec]
@@ -85,21 +94,80 @@ def base_commit_of(instance: SWEInstance, cache: Path) -> str:
         return materialize(unknown, Path(tmp) / "repo", cache, verify=False)
 
 
+# `sh LOAD_SCRIPT N command...`: N busy loops beside the command, stopped when it ends. A loop also stops
+# once the script's shell is gone (a run killed at its timeout), so none outlives its run. The loops hold
+# none of the command's descriptors (fd 3 carries the report), so they never keep its pipes open.
+LOAD_SCRIPT = "/tmp/orchard-load.sh"
+LOAD_SH = """\
+n=$1; shift
+shell=$$; pids=; i=0
+while [ "$i" -lt "$n" ]; do
+  (while kill -0 "$shell" 2>/dev/null; do :; done) </dev/null >/dev/null 2>&1 3>&- &
+  pids="$pids $!"; i=$((i + 1))
+done
+"$@"; rc=$?
+kill $pids 2>/dev/null
+exit $rc
+"""
+
+
+class Stability(BaseModel):
+    """What the clean runs of a library's suite found."""
+
+    tests: list[str] = Field(description="tests that passed in every run, alone and under load")
+    slowest: float = Field(description="seconds of the slowest run alone")
+    load_sensitive: list[str] = Field(
+        default_factory=list, description="tests that passed in every run alone but not under load"
+    )
+
+
+def under_load(sandbox: Sandbox, instance: SWEInstance, factor: int) -> SWEInstance:
+    """The instance with its test command run beside `factor` busy loops per CPU of the sandbox."""
+    sandbox.write_file(LOAD_SCRIPT, LOAD_SH)
+    count = sandbox.exec("nproc", session=False).stdout.strip()
+    loops = factor * (int(count) if count.isdigit() else 1)
+    return instance.model_copy(update={"test_cmd": f"sh {LOAD_SCRIPT} {loops} {instance.test_cmd}"})
+
+
+def _passing(
+    sandbox: Sandbox, instance: SWEInstance, paths: list[str], timeout: float
+) -> tuple[set[str], float]:
+    """The tests (in test files) one run passes, and its seconds; a suite that does not run is an error."""
+    run = run_tests(sandbox, instance, paths, timeout)
+    if run.error or run.timed_out:
+        raise ConfigError(f"the test suite of {instance.repo} does not run: {run.error or 'timeout'}")
+    ok = {t for t, s in run.statuses.items() if s == TestStatus.PASSED and is_protected(t.split("::")[0])}
+    return ok, run.duration
+
+
 def stable_tests(
-    sandbox: Sandbox, instance: SWEInstance, paths: list[str], runs: int, timeout: float
-) -> tuple[list[str], float]:
-    """Tests in test files that pass in every one of `runs` runs (flaky and failing ones dropped), and
-    the slowest run's seconds."""
-    passing: set[str] | None = None
+    sandbox: Sandbox,
+    instance: SWEInstance,
+    paths: list[str],
+    runs: int,
+    timeout: float,
+    load_runs: int = 0,
+    load_factor: int = 2,
+) -> Stability:
+    """Tests in test files that pass in every one of `runs` runs alone and of `load_runs` runs beside busy
+    loops (flaky, timing-dependent and failing ones dropped).
+
+    A test with a deadline (a socket timeout, a sleep-based race) passes on an idle machine and fails when
+    the grader runs many sandboxes at once; the load runs find it before an instance grades on it. They
+    get `load_factor + 1` times the timeout: the suite has about that share of the CPU.
+    """
+    alone: set[str] | None = None
     slowest = 0.0
     for _ in range(runs):
-        run = run_tests(sandbox, instance, paths, timeout)
-        if run.error or run.timed_out:
-            raise ConfigError(f"the test suite of {instance.repo} does not run: {run.error or 'timeout'}")
-        ok = {t for t, s in run.statuses.items() if s == TestStatus.PASSED and is_protected(t.split("::")[0])}
-        passing = ok if passing is None else passing & ok
-        slowest = max(slowest, run.duration)
-    return sorted(passing or ()), slowest
+        ok, seconds = _passing(sandbox, instance, paths, timeout)
+        alone = ok if alone is None else alone & ok
+        slowest = max(slowest, seconds)
+    kept = set(alone or ())
+    if load_runs:
+        loaded = under_load(sandbox, instance, load_factor)
+        for _ in range(load_runs):
+            kept &= _passing(sandbox, loaded, paths, timeout * (load_factor + 1))[0]
+    return Stability(tests=sorted(kept), slowest=slowest, load_sensitive=sorted(set(alone or ()) - kept))
 
 
 def mutation_sites(tree: PreparedTree, lib: LibrarySpec) -> list[Mutation]:
@@ -167,10 +235,8 @@ def validate(
     return None
 
 
-def build_library(
-    lib: LibrarySpec, config: BuildConfig, backend: Backend, cache: Path, log: Log
-) -> Iterator[SWEInstance]:
-    """Yield validated instances of one library, at most `config.per_library`."""
+def pristine(lib: LibrarySpec, cache: Path) -> tuple[SWEInstance, PreparedTree]:
+    """The library's unmutated sdist as an instance without a task, and its prepared tree."""
     source = pinned_source(lib)
     slug = f"{re.sub(r'[^a-z0-9]+', '-', lib.name.lower())}-{lib.version}"
     template = SWEInstance(
@@ -188,18 +254,43 @@ def build_library(
         test_cmd=lib.test_cmd,
     )
     template.base_commit = base_commit_of(template, cache)
-    tree = prepare(template, cache)
+    return template, prepare(template, cache)
+
+
+def library_stability(
+    sandbox: Sandbox, template: SWEInstance, lib: LibrarySpec, config: BuildConfig
+) -> Stability:
+    """The stability runs the config asks for, on the library's whole suite, less its ungraded tests."""
+    found = stable_tests(
+        sandbox,
+        template,
+        lib.test_paths,
+        config.stability_runs,
+        config.test_timeout,
+        config.load_runs,
+        config.load_factor,
+    )
+    return found.model_copy(update={"tests": [t for t in found.tests if t not in lib.ungraded_tests]})
+
+
+def build_library(
+    lib: LibrarySpec, config: BuildConfig, backend: Backend, cache: Path, log: Log
+) -> Iterator[SWEInstance]:
+    """Yield validated instances of one library, at most `config.per_library`."""
+    template, tree = pristine(lib, cache)
+    slug = template.instance_id.removesuffix("__pristine")
     rng = random.Random(f"{config.seed}:{slug}")
     made, seen_failures, seen_functions = 0, set(), set()
     with backend.create(grading_spec(tree, ttl=BUILD_TTL)) as sandbox:
-        stable, seconds = stable_tests(
-            sandbox, template, lib.test_paths, config.stability_runs, config.test_timeout
-        )
+        stability = library_stability(sandbox, template, lib, config)
+        stable = stability.tests
         # A mutant that loops forever should cost seconds, not the full per-run timeout.
         screening = config.model_copy(
-            update={"test_timeout": min(config.test_timeout, max(10.0, 5 * seconds))}
+            update={"test_timeout": min(config.test_timeout, max(10.0, 5 * stability.slowest))}
         )
         log(f"{slug}: {len(stable)} stable tests")
+        if stability.load_sensitive:
+            log(f"{slug}: dropped, failed under load: {', '.join(stability.load_sensitive)}")
         sites = mutation_sites(tree, lib)
         candidates = sample_mutations(sites, rng, config.max_candidates)
         log(f"{slug}: {len(sites)} mutation sites, screening {len(candidates)}")
