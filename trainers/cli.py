@@ -22,6 +22,8 @@ from orchard_envs.trainers.config import SFTConfig
 
 PROGRAM = "orchard-train"
 app = typer_app(PROGRAM, "Train models on Orchard episodes: supervised fine-tuning (sft).")
+# Click's plain help: rich's option table cuts long flags (`--credit-assignm…`) at 80 columns; this wraps.
+app.rich_markup_mode = None
 
 
 @app.callback()
@@ -32,7 +34,7 @@ def _group() -> None:
 def _sft(**flags: Any) -> None:
     """Fine-tune a model on recorded episodes; writes a Hugging Face checkpoint to --out."""
     from orchard_envs.errors import OrchardError
-    from orchard_envs.trainers.sft import train
+    from orchard_envs.trainers.sft import Interrupted, train
 
     flags["episodes"] = [*flags["episodes"], *(flags.pop("more_episodes") or [])]
     try:
@@ -41,8 +43,16 @@ def _sft(**flags: Any) -> None:
         fail(PROGRAM, "; ".join(_problem(error) for error in exc.errors()) or str(exc))
     try:
         result = train(config)
+    except Interrupted as exc:
+        fail(PROGRAM, str(exc), code=130)
     except OrchardError as exc:
         fail(PROGRAM, str(exc))
+    except KeyboardInterrupt:  # before the training loop (loading data or the model), or a second Ctrl-C
+        fail(
+            PROGRAM,
+            "interrupted; rerun with --resume to continue from the last saved state, if any",
+            code=130,
+        )
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun: one report, not one per process
         report = {"out": str(result.out), "steps": result.steps, "loss": result.final_loss, **result.data}
         typer.echo(json.dumps(report))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from orchard_envs.agents.hf_models import DEFAULT_MODEL
+
+DEVICE_PATTERN = r"^(cpu|cuda(:\d+)?|mps|xpu(:\d+)?)$"  # torch device names a trainer can use
 
 
 class SFTConfig(BaseModel):
@@ -78,10 +81,23 @@ class SFTConfig(BaseModel):
     save_steps: int | None = Field(
         None, ge=1, description="save resumable state every N steps (and at the end)"
     )
+    save_total_limit: int = Field(
+        1,
+        ge=0,
+        description="saved states kept in state/, newest first; 0: none once the run has finished (the "
+        "exported model alone, about a quarter of the size)",
+    )
     resume: bool = Field(False, description="continue from the state saved in --out")
     log_steps: int = Field(1, ge=1, description="write metrics every N steps")
-    device: str | None = Field(None, description="cpu or cuda (default: cuda when available)")
+    device: str | None = Field(None, description="cpu, cuda or cuda:N (default: cuda when available)")
     progress: bool = Field(True, description="show a live progress bar")
+
+    @field_validator("device", mode="before")
+    @classmethod
+    def _known_device(cls, value: object) -> object:
+        if isinstance(value, str) and not re.match(DEVICE_PATTERN, value):
+            raise ValueError(f"{value!r} is not a device: use cpu or cuda (cuda:N for one GPU)")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> SFTConfig:

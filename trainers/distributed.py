@@ -30,7 +30,14 @@ def init_world(device: str | None) -> World:
     size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     kind = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if kind == "cuda":
+    if kind.startswith("cuda") and not torch.cuda.is_available():
+        from orchard_envs.errors import ConfigError
+
+        raise ConfigError(f"--device {kind}: no CUDA GPU is visible to torch here; use --device cpu")
+    if kind.startswith("cuda") and ":" in kind:
+        torch.cuda.set_device(int(kind.partition(":")[2]))
+        chosen = torch.device(kind)
+    elif kind == "cuda":
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)
         chosen = torch.device("cuda", local)

@@ -38,6 +38,7 @@ class Packed:
     truncated_examples: int = 0
     truncated_tokens: int = 0  # trained tokens lost to the row length
     dropped_examples: int = 0  # no trained token left (all masked by credit assignment, or cut off)
+    longest: int = 0  # tokens in the longest example, before any cut: the --seq-len that keeps them all
 
     @property
     def trained_tokens(self) -> int:
@@ -50,6 +51,7 @@ def pack(examples: Sequence[tuple[Example, Collection[int] | None]], seq_len: in
     packed = Packed([], len(examples))
     for example, trained in examples:
         mask = example.loss_mask(trained)
+        packed.longest = max(packed.longest, len(mask))
         if len(mask) > seq_len:
             packed.truncated_examples += 1
             packed.truncated_tokens += sum(mask[seq_len:])

@@ -31,11 +31,13 @@ class Prepared:
             "selection": self.selection.summary(),
             "unresolved_episodes": self.unresolved_episodes,
             "trained_tokens_by_mode": self.tokens_by_mode,
+            "examples": packed.examples,
             "rows": len(packed.rows),
             "trained_tokens": packed.trained_tokens,
             "truncated_examples": packed.truncated_examples,
             "truncated_trained_tokens": packed.truncated_tokens,
             "dropped_examples": packed.dropped_examples,
+            "longest_example": packed.longest,
         }
 
 

@@ -9,10 +9,15 @@ started by torchrun, resumable state and a standard checkpoint at the end.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
+import signal
+import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +30,7 @@ from orchard_envs.trainers.distributed import World, finish, init_world, shard, 
 from orchard_envs.trainers.loss import CausalLMLoss
 from orchard_envs.trainers.packing import Row
 from orchard_envs.trainers.prepare import Prepared, prepare
+from orchard_envs.trainers.state import SaveAbandoned, prune_states, save_state, saved_step
 
 
 @dataclass
@@ -83,10 +89,10 @@ def _train(config: SFTConfig, world: World) -> TrainResult:
     from orchard_envs.agents.hf_models import resolve_model
     from orchard_envs.trainers.examples import Tokenizer
     from orchard_envs.trainers.metrics import MetricsLog, Progress
-    from orchard_envs.trainers.state import export_checkpoint, load_state, save_state, saved_step
+    from orchard_envs.trainers.state import export_checkpoint, load_state
 
     out = Path(config.out)
-    _check_out(out, config.resume)
+    _check_out(out, config.resume, world)
     torch.manual_seed(config.seed)
     path = resolve_model(config.model)
     tokenizer = _loaded(config.model, AutoTokenizer.from_pretrained, path)
@@ -95,9 +101,9 @@ def _train(config: SFTConfig, world: World) -> TrainResult:
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(end_ids)
     data = prepare(config, _loaded(config.model, Tokenizer.of, tokenizer, end_ids), pad_id, _scorer(config))
     if not data.packed.rows:
-        raise ConfigError(
-            f"nothing to train on: {json.dumps(data.summary())}; check the filters and --unresolved"
-        )
+        raise ConfigError(_nothing_to_train(data, config))
+    if world.is_main and data.packed.truncated_examples:
+        notice(f"warning: {_truncation(data, config.seq_len)}")
     model, module, lora = _model(config, path, world)
     optimizer = torch.optim.AdamW(
         [p for p in module.parameters() if p.requires_grad],
@@ -108,11 +114,7 @@ def _train(config: SFTConfig, world: World) -> TrainResult:
     schedule = Schedule(len(data.packed.rows), config.batch_size, config.micro_batch_size, config.seed)
     total = schedule.total_steps(config.epochs, config.max_steps)
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(config.warmup_ratio * total), total)
-    start = (
-        load_state(out, module, optimizer, scheduler, world)
-        if config.resume and saved_step(out) is not None
-        else 0
-    )
+    start = load_state(out, module, optimizer, scheduler, world) if _resumable(out, config, world) else 0
     if start > total:
         raise ConfigError(
             f"the saved state is at step {start}, past this run's {total} steps; raise --max-steps"
@@ -126,22 +128,126 @@ def _train(config: SFTConfig, world: World) -> TrainResult:
     log = MetricsLog(out, start if config.resume else None) if world.is_main else None
     progress = Progress(total, start, config.progress and world.is_main)
     loss = None
-    try:
-        for step in range(start, total):
-            row = _step(module, optimizer, scheduler, schedule, data, step, world, config.max_grad_norm)
-            loss = row["loss"]
-            if log is not None and ((step + 1) % config.log_steps == 0 or step + 1 == total):
-                log.write(row)
-            progress.update(row)
-            if config.save_steps and (step + 1) % config.save_steps == 0 and step + 1 < total:
-                save_state(out, module, optimizer, scheduler, step + 1, world)
-    finally:
-        progress.close()
-        if log is not None:
-            log.close()
-    save_state(out, module, optimizer, scheduler, total, world)
-    export_checkpoint(out, module, model, tokenizer, lora, world)
+    keep = max(config.save_total_limit, 1)  # while running: a Ctrl-C or crash must find a state to resume
+    stop = StopRequest(world)
+
+    def save(step: int) -> None:
+        save_state(out, module, optimizer, scheduler, step, world, keep)
+
+    with stop.installed():
+        try:
+            for step in range(start, total):
+                row = _step(module, optimizer, scheduler, schedule, data, step, world, config.max_grad_norm)
+                loss = row["loss"]
+                if log is not None and ((step + 1) % config.log_steps == 0 or step + 1 == total):
+                    log.write(row)
+                progress.update(row)
+                periodic = bool(config.save_steps) and (step + 1) % config.save_steps == 0
+                if periodic and step + 1 < total:
+                    save(step + 1)
+                if step + 1 < total and stop.agreed():  # asked before or during that save: stop here
+                    if not periodic:
+                        save(step + 1)
+                    raise Interrupted(step + 1, out)
+            if config.save_total_limit:
+                save(total)
+        except SaveAbandoned:
+            raise Interrupted(saved_step(out), out, abandoned=True) from None
+        finally:
+            progress.close()
+            if log is not None:
+                log.close()
+        export_checkpoint(out, module, model, tokenizer, lora, world)  # a first Ctrl-C here lets it finish
+    if world.is_main and not config.save_total_limit:
+        prune_states(out, 0)
     return TrainResult(out, total, loss, data.summary(), model)
+
+
+class Interrupted(ConfigError):
+    """Ctrl-C stopped the run; the message says which state a `--resume` continues from."""
+
+    def __init__(self, step: int | None, out: Path, abandoned: bool = False) -> None:
+        what = "a second Ctrl-C abandoned the state save in progress (nothing half-written is left); "
+        what = what if abandoned else ""
+        if step is None:
+            resume = "no state was saved yet, so --resume would start from step 0"
+        else:
+            resume = f"rerun with --resume to continue from step {step} (saved in {out / 'state'})"
+        super().__init__(f"interrupted: {what}{resume}")
+        self.step = step
+
+
+class StopRequest:
+    """Ctrl-C during training: the first asks the loop to stop after the step it is in (saving state there);
+    a second one abandons the run at once (a save in progress is removed, the previous state stays)."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.requested = False
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield  # signal handlers are the main thread's; called from elsewhere, Ctrl-C works as before
+            return
+        previous = signal.signal(signal.SIGINT, self._interrupt)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def agreed(self) -> bool:
+        """Whether any rank was asked to stop: every rank stops after the same step (or none does), so the
+        save's collectives never wait on a rank that went on training."""
+        if self.world.size == 1:
+            return self.requested
+        flag = torch.tensor([float(self.requested)], device=self.world.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        self.requested = bool(flag.item())
+        return self.requested
+
+    def _interrupt(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt
+        self.requested = True
+        if self.world.is_main:
+            notice("stopping: finishing this step and saving its state (Ctrl-C again to abandon)")
+
+
+def notice(message: str) -> None:
+    """One line for the person at the terminal, on stderr (stdout holds the JSON report)."""
+    print(f"orchard-train: {message}", file=sys.stderr, flush=True)
+
+
+def _nothing_to_train(data: Prepared, config: SFTConfig) -> str:
+    """Why no row was packed, in words: every example cut before its first reply, or nothing selected."""
+    packed = data.packed
+    if packed.examples and packed.dropped_examples == packed.examples and packed.truncated_examples:
+        return (
+            f"nothing to train on: --seq-len {config.seq_len} cut all {packed.examples} examples before "
+            f"their first trained token (the longest is {packed.longest:,} tokens); raise --seq-len to "
+            f"{_suggested_seq_len(packed.longest)}"
+        )
+    return (
+        f"nothing to train on: {data.selection.summary()}, {packed.examples} examples with trained tokens; "
+        "check the filters (--split, --suite, --min-reward, ...) and --unresolved"
+    )
+
+
+def _truncation(data: Prepared, seq_len: int) -> str:
+    packed = data.packed
+    total = packed.trained_tokens + packed.truncated_tokens
+    share = packed.truncated_tokens / total if total else 0.0
+    return (
+        f"--seq-len {seq_len} cut {packed.truncated_examples} of {packed.examples} examples, dropping "
+        f"{packed.truncated_tokens:,} of {total:,} trained tokens ({share:.0%}); "
+        f"--seq-len {_suggested_seq_len(packed.longest)} keeps them all"
+    )
+
+
+def _suggested_seq_len(longest: int) -> int:
+    return -(-longest // 256) * 256  # the longest example, rounded up to a multiple of 256
 
 
 def _model(config: SFTConfig, path: str, world: World) -> tuple[Any, CausalLMLoss, Any]:
@@ -241,10 +347,32 @@ def _dtype(name: str, device: torch.device) -> torch.dtype:
     return getattr(torch, name)
 
 
-def _check_out(out: Path, resume: bool) -> None:
-    """Never overwrite a finished or running model by accident."""
+def _check_out(out: Path, resume: bool, world: World) -> None:
+    """Never overwrite a finished or running model by accident; an unwritable --out fails before any work."""
+    from orchard_envs.cli_support import check_writable_folder
+
+    check_writable_folder(out, "--out")
     if out.exists() and any(out.iterdir()) and not resume:
         raise ConfigError(f"{out} already holds files; pass --resume to continue that run, or a new --out")
+
+
+def _resumable(out: Path, config: SFTConfig, world: World) -> bool:
+    """Whether to load a saved state, saying which step a --resume continues from or why it cannot."""
+    from orchard_envs.trainers.state import remove_unfinished_saves, saved_step
+
+    if not config.resume:
+        return False
+    removed = remove_unfinished_saves(out) if world.is_main else []
+    step = saved_step(out)
+    if world.is_main:
+        for folder in removed:
+            notice(f"removed an unfinished state save: {folder}")
+        if step is None:
+            why = "it does not exist" if not out.exists() else "it holds no complete saved state"
+            notice(f"--resume: nothing to resume in {out} ({why}); starting from step 0")
+        else:
+            notice(f"--resume: continuing from step {step} ({out / 'state'})")
+    return step is not None
 
 
 def _scorer(config: SFTConfig) -> Any:
