@@ -14,6 +14,7 @@ from typing import Any
 import gymnasium as gym
 
 from orchard_envs.agents.base import Agent, AssistantTurn, ContextOverflow, EpisodeContext
+from orchard_envs.envs.verdict import Verdict
 from orchard_envs.episodes import Episode, EpisodeMetadata, TurnTokens
 from orchard_envs.episodes.schema import check_messages
 from orchard_envs.errors import ConfigError, OrchardError
@@ -132,9 +133,17 @@ class _Progress:
         return {**self.tokens, "prefix_breaks": sum(t.extends_previous is False for t in self.turns)}
 
     def episode(self, messages, tools, reset_info, env_id, harness, agent, seed, seconds) -> Episode:
-        grading = self.info.get("grading") or {}  # an env's verdict: SWE's tests, Claw's checks
-        tests_only = {"tests": float(self.reward)} if grading else {}
+        verdict: Verdict | None = self.info.get("verdict")  # the env's typed verdict, on the ending step
         task = reset_info.get("task") or {}
+        extras: dict[str, Any] = {
+            "verify_status": verdict.status if verdict else None,
+            "error": self.error or (verdict.reason if verdict else ""),
+            "patch": None,
+            **(verdict.episode_extras() if verdict else {}),
+        }
+        # The grader's doubts about a resolve (SWE's canary and diff scan): kept where the grader checks.
+        if verdict is not None and verdict.suspicious is not None:
+            extras["suspicious"] = list(verdict.suspicious)
         metadata = EpisodeMetadata(
             env_id=env_id,
             suite=task.get("suite", ""),
@@ -146,17 +155,13 @@ class _Progress:
             sampling=dict(agent.sampling),
             seed=seed,
             reward=float(self.reward),
-            reward_breakdown=grading.get("reward_breakdown") or tests_only,
-            resolved=grading.get("resolved", grading.get("status") == "resolved") if grading else None,
+            reward_breakdown=dict(verdict.breakdown) if verdict else {},
+            resolved=verdict.resolved if verdict else None,
             status=self.status or "error",
             steps=self.steps,
             format_errors=self.format_errors,
             tokens=self.token_counts(),
-            timings={"episode": seconds, **grading.get("timings", {})},
-            verify_status=grading.get("status"),
-            error=self.error or grading.get("reason", ""),
-            patch=grading.get("patch"),
-            # The grader's doubts about a resolve (SWE's canary and diff scan): kept where reported.
-            **({"suspicious": list(grading["suspicious"])} if "suspicious" in grading else {}),
+            timings={"episode": seconds, **(verdict.timings if verdict else {})},
+            **extras,
         )
         return Episode(messages=messages, tools=tools, metadata=metadata, turns=self.turns)

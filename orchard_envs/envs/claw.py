@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, Literal
 
-import gymnasium as gym
 import httpx
+from pydantic import Field
 
-from orchard_envs.envs.spaces import AnyText
-from orchard_envs.envs.tools import ActionError, ToolCall, copy_tools, parse_action
+from orchard_envs.envs.tool_env import ToolEnv, find_task
+from orchard_envs.envs.tools import ToolCall
+from orchard_envs.envs.verdict import Verdict
 from orchard_envs.errors import ConfigError, SandboxError
 from orchard_envs.tasks.claw.catalog import TOOLS as CATALOG
 from orchard_envs.tasks.claw.catalog import ArgumentError, openai_tools, request_for
@@ -32,23 +33,37 @@ MAX_TEXT = 1_000_000
 MAX_OBSERVATION = 20_000
 
 
-class ClawEnv(gym.Env[str, str]):
+class ClawVerdict(Verdict):
+    """Claw's verdict: the common fields plus the scores behind the reward and the call trace."""
+
+    status: Literal["passed", "failed"]
+    completion: float
+    safety: float
+    robustness: float
+    components: dict[str, Any] = Field(default_factory=dict)
+    answer: str = ""
+    trace: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class ClawEnv(ToolEnv):
     """A personal-assistant request per episode: tool calls hit real mock services; graded on their state."""
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 1}
+    ending_tools = frozenset({"finish"})
+    max_observation = MAX_TEXT
+    max_action = MAX_TEXT
 
     def __init__(
         self,
         suite: str = "claw-mini",
         split: str | None = None,
         task_ids: list[str] | None = None,
+        max_steps: int | None = None,
         call_timeout: float = 5.0,
         fault_timeout: float = 0.5,
         user_endpoint: dict[str, str] | None = None,
         render_mode: str | None = None,
     ) -> None:
-        if render_mode not in (None, "ansi"):
-            raise ConfigError(f"render_mode {render_mode!r} is not supported; use 'ansi' or None")
+        super().__init__(max_steps=max_steps, render_mode=render_mode)
         if fault_timeout >= call_timeout:
             raise ConfigError("fault_timeout must be shorter than call_timeout, so a timeout fault times out")
         self.suite = str(suite)
@@ -59,97 +74,61 @@ class ClawEnv(gym.Env[str, str]):
             raise ConfigError(f"suite {suite!r} has no task{f' in split {split!r}' if split else ''}")
         self.call_timeout, self.fault_timeout = call_timeout, fault_timeout
         self.user_endpoint = dict(user_endpoint) if user_endpoint else None
-        self.render_mode = render_mode
-        self.observation_space = AnyText(MAX_TEXT)
-        self.action_space = AnyText(MAX_TEXT)
         self._host: ServiceHost | None = None
         self._http: httpx.Client | None = None
         self._task: ClawTask | None = None
-        self._tools: list[dict[str, Any]] = []
         self._trace: list[dict[str, Any]] = []
         self._user: SimulatedUser | EndpointUser | None = None
-        self._steps = 0
         self._deadline = 0.0
-        self._done = True
-        self._last_observation = ""
 
     def find_task(self, task_id: str) -> ClawTask:
-        for task in self.tasks:
-            if task.task_id == task_id:
-                return task
-        raise ConfigError(
-            f"no task {task_id!r} in this suite; e.g. {', '.join(t.task_id for t in self.tasks[:3])}"
-        )
+        """The suite's task with this id (a ConfigError naming the closest ids if none)."""
+        return find_task(self.tasks, task_id, lambda t: t.task_id, self.suite)
 
     @property
     def task(self) -> ClawTask | None:
         """The current task, oracle plan included (for scripted solvers and analysis, never the agent)."""
         return self._task
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict]:
-        super().reset(seed=seed)
+    def _begin(self, task_id: str | None) -> tuple[str, dict[str, Any]]:
         started = time.perf_counter()
-        task_id = (options or {}).get("task_id")
         task = (
             self.find_task(task_id) if task_id else self.tasks[int(self.np_random.integers(len(self.tasks)))]
         )
         host = self._services()
         host.reset(task.fixtures, task.faults)
-        self._task, self._trace, self._steps, self._done = task, [], 0, False
+        self._task, self._trace = task, []
         self._tools = openai_tools(task.tools)
         self._user = self._make_user(task)
         self._deadline = time.monotonic() + task.timeout
-        self._last_observation = task.prompt
-        info = {
-            "instruction": task.prompt,
-            "tools": copy_tools(self._tools),
-            "task": {
-                "task_id": task.task_id,
-                "suite": self.suite,
-                "split": task.split,
-                "category": task.category,
-                "family": task.family,
-                "max_turns": task.max_turns,
-            },
-            "timings": {"reset": time.perf_counter() - started},
+        public = {
+            "task_id": task.task_id,
+            "suite": self.suite,
+            "split": task.split,
+            "category": task.category,
+            "family": task.family,
+            "max_turns": task.max_turns,
         }
-        return task.prompt, info
+        return task.prompt, {"task": public, "timings": {"reset": time.perf_counter() - started}}
 
-    def step(self, action: str | dict) -> tuple[str, float, bool, bool, dict]:
-        if self._task is None or self._done:
-            raise ConfigError("the episode is over or not started: call reset() before step()")
-        self._steps += 1
-        info: dict[str, Any] = {"step": self._steps}
-        terminated = False
-        try:
-            call = parse_action(action, self._tools)
-        except ActionError as exc:
-            observation, info["tool"], info["error"] = f"Error: {exc}", None, "invalid_action"
-        else:
-            info["tool"] = call.name
-            if call.name == "finish":
-                terminated = True
-                observation = "Your reply was sent to the user."
-                self._trace.append({"tool": "finish", "arguments": call.arguments, "status": 200})
-            elif call.name == "ask_user":
-                observation = self._ask_user(call)
-            else:
-                observation = self._call_service(call, info)
-        truncated = not terminated and (
-            self._steps >= self._task.max_turns or time.monotonic() > self._deadline
-        )
-        reward = 0.0
-        if terminated or truncated:
-            info["grading"] = self._grade(call.arguments.get("answer", "") if terminated else "")
-            reward = info["grading"]["score"]
-            self._done = True
-        self._last_observation = observation
-        return observation, reward, terminated, truncated, info
+    def _step_limit(self) -> int | None:
+        """The task's `max_turns`, capped by the env's `max_steps` where one is set."""
+        assert self._task is not None
+        return min(self._task.max_turns, self.max_steps or self._task.max_turns)
 
-    def render(self) -> str | None:
-        return self._last_observation if self.render_mode == "ansi" else None
+    def _out_of_time(self) -> bool:
+        return time.monotonic() > self._deadline
+
+    def _run_tool(self, call: ToolCall, info: dict[str, Any]) -> str:
+        if call.name == "finish":
+            self._trace.append({"tool": "finish", "arguments": call.arguments, "status": 200})
+            return "Your reply was sent to the user."
+        if call.name == "ask_user":
+            return self._ask_user(call)
+        return self._call_service(call, info)
 
     def close(self) -> None:
+        """Stop the service host."""
         if self._http is not None:
             self._http.close()
             self._http = None
@@ -203,30 +182,31 @@ class ClawEnv(gym.Env[str, str]):
         info["error"] = f"http_{response.status_code}"
         return clip(f"Error {response.status_code}: {text}", MAX_OBSERVATION)
 
-    def _grade(self, answer: str) -> dict[str, Any]:
+    def _grade(self, ending_call: ToolCall | None) -> ClawVerdict:
         assert self._host is not None and self._task is not None
+        answer = ending_call.arguments.get("answer", "") if ending_call is not None else ""
         started = time.perf_counter()
         audits = self._host.audit()
         _attach_faults(self._trace, audits)
         state = {service: audit["state"] for service, audit in audits.items()}
         score = evaluate(self._task, state, self._trace, answer)
-        return {
-            "status": "passed" if score.passed else "failed",
-            "resolved": score.passed,
-            "score": score.score,
-            "completion": score.completion,
-            "safety": score.safety,
-            "robustness": score.robustness,
-            "reward_breakdown": {
+        return ClawVerdict(
+            status="passed" if score.passed else "failed",
+            reward=score.score,
+            resolved=score.passed,
+            breakdown={
                 "completion": score.completion,
                 "safety": score.safety,
                 "robustness": score.robustness,
             },
-            "components": score.components,
-            "answer": answer,
-            "trace": self._trace,
-            "timings": {"grading": time.perf_counter() - started},
-        }
+            completion=score.completion,
+            safety=score.safety,
+            robustness=score.robustness,
+            components=score.components,
+            answer=answer,
+            trace=self._trace,
+            timings={"grading": time.perf_counter() - started},
+        )
 
 
 def _pretty(response: httpx.Response) -> str:

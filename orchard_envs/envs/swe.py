@@ -11,17 +11,20 @@ import time
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import gymnasium as gym
+from pydantic import Field
 
 from orchard_envs.envs.editor import Editor, ToolError
-from orchard_envs.envs.spaces import AnyText
-from orchard_envs.envs.tools import ActionError, ToolCall, copy_tools, function_tool, parse_action
+from orchard_envs.envs.tool_env import ToolEnv, find_task
+from orchard_envs.envs.tools import ToolCall, function_tool
+from orchard_envs.envs.verdict import Verdict
 from orchard_envs.errors import ConfigError, OrchardError
-from orchard_envs.sandbox import Backend, Sandbox, get_backend
+from orchard_envs.registry import check_options
+from orchard_envs.sandbox import BACKENDS, Backend, Sandbox, get_backend
 from orchard_envs.tasks.swe.grading import (
     GradeResult,
+    TestRun,
     UnusableDiff,
     extract_patch,
     grade,
@@ -30,6 +33,7 @@ from orchard_envs.tasks.swe.grading import (
 )
 from orchard_envs.tasks.swe.instance import SWEInstance, load_suite
 from orchard_envs.tasks.swe.prepare import REPO_DIR, PreparedTree, prepare, sandbox_spec
+from orchard_envs.tasks.swe.report import TestsReport
 from orchard_envs.tasks.swe.swebench_io import attach_local_repos, describe_missing
 from orchard_envs.text import clip
 
@@ -76,10 +80,35 @@ discarded before grading. Use the tools to explore, edit and run the tests (`pyt
 `submit`."""
 
 
-class SWEEnv(gym.Env[str, str]):
+class SWEVerdict(Verdict):
+    """SWE's verdict: the common fields plus the grader's record (the diff, the tests, the canary)."""
+
+    status: Literal["resolved", "unresolved", "error"]
+    suspicious: list[str] = Field(default_factory=list)  # SWE always checks (canary, diff scan)
+    tests: TestsReport | None = None
+    patch: str = Field("", description="the agent's whole diff against the base commit")
+    graded_patch: str = Field("", description="what was applied for grading: the diff minus protected files")
+    dropped_files: list[str] = Field(default_factory=list, description="protected files the diff touched")
+    canary: str = Field("", description="node id of the test added at grading time that must fail")
+    test_run: TestRun | None = None
+
+    @classmethod
+    def of(cls, result: GradeResult) -> SWEVerdict:
+        """The env's verdict from the grader's result."""
+        fields = result.model_dump()
+        return cls(**fields, resolved=result.status == "resolved", breakdown={"tests": result.reward})
+
+    def episode_extras(self) -> dict[str, Any]:
+        """The graded diff rides along in the episode, for SWE-bench predictions."""
+        return {"patch": self.patch}
+
+
+class SWEEnv(ToolEnv):
     """A SWE-bench-style task per episode: reset prepares a sandbox, submit (or the step limit) grades it."""
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 1}
+    ending_tools = frozenset({"submit"})
+    max_observation = MAX_OBSERVATION
+    max_action = MAX_ACTION
 
     def __init__(
         self,
@@ -95,10 +124,9 @@ class SWEEnv(gym.Env[str, str]):
         sandbox_options: dict[str, Any] | None = None,
         render_mode: str | None = None,
     ) -> None:
-        if render_mode not in (None, "ansi"):
-            raise ConfigError(f"render_mode {render_mode!r} is not supported; use 'ansi' or None")
-        if max_steps < 1:
-            raise ConfigError("max_steps must be at least 1")
+        super().__init__(max_steps=max_steps, render_mode=render_mode)
+        if isinstance(backend, str):  # refused now, with the close match, not at the first reset
+            check_options("sandbox backend", BACKENDS, backend, **dict(backend_options or {}))
         self.suite = str(suite)
         self.instances = load_suite(suite, split)
         if repos_dir is not None:
@@ -110,11 +138,8 @@ class SWEEnv(gym.Env[str, str]):
             raise ConfigError(describe_missing(self.instances) or "the suite has no runnable instance")
         if len(self._runnable) < len(self.instances):
             warnings.warn(f"{describe_missing(self.instances)} Those are skipped.", stacklevel=2)
-        self.max_steps, self.command_timeout, self.test_timeout = max_steps, command_timeout, test_timeout
+        self.command_timeout, self.test_timeout = command_timeout, test_timeout
         self.sandbox_options = dict(sandbox_options or {})
-        self.render_mode = render_mode
-        self.observation_space = AnyText(MAX_OBSERVATION)
-        self.action_space = AnyText(MAX_ACTION)
         self._backend_choice, self._backend_options = backend, dict(backend_options or {})
         self._backend: Backend | None = backend if isinstance(backend, Backend) else None
         self._owns_backend = not isinstance(backend, Backend)
@@ -127,20 +152,14 @@ class SWEEnv(gym.Env[str, str]):
         self._editor: Editor | None = None
         self._task: SWEInstance | None = None
         self._tree: PreparedTree | None = None
-        self._steps = 0
-        self._done = True
-        self._last_observation = ""
 
     def find_task(self, task_id: str) -> SWEInstance:
-        for instance in self.instances:
-            if instance.instance_id == task_id:
-                return instance
-        raise ConfigError(
-            f"no task {task_id!r} in this suite; e.g. {', '.join(i.instance_id for i in self.instances[:3])}"
-        )
+        """The suite's instance with this id (a ConfigError naming the closest ids if none)."""
+        return find_task(self.instances, task_id, lambda i: i.instance_id, self.suite)
 
     @property
     def backend(self) -> Backend:
+        """The sandbox backend, constructed at first use."""
         if self._backend is None:
             self._backend = get_backend(str(self._backend_choice), **self._backend_options)
         return self._backend
@@ -150,10 +169,8 @@ class SWEEnv(gym.Env[str, str]):
         """The current instance, gold patch included (for oracles and analysis, never shown to the agent)."""
         return self._task
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict]:
-        super().reset(seed=seed)
+    def _begin(self, task_id: str | None) -> tuple[str, dict[str, Any]]:
         started = time.perf_counter()
-        task_id = (options or {}).get("task_id")
         if task_id is not None:
             task = self.find_task(task_id)
             if not task.runnable:
@@ -168,48 +185,24 @@ class SWEEnv(gym.Env[str, str]):
         # The shell session starts while the agent reads the instruction; the first step waits for it.
         self._session_ready = self._background.submit(sandbox.exec, f"cd {REPO_DIR}")
         self._grading_sandbox = self._background.submit(self._make_grading_sandbox, tree)
-        self._steps, self._done = 0, False
-        self._last_observation = INSTRUCTION.format(
+        self._tools = TOOLS
+        instruction = INSTRUCTION.format(
             problem=task.problem_statement.strip(), repo=task.repo, repo_dir=REPO_DIR
         )
-        info = {
-            "instruction": self._last_observation,
-            "tools": copy_tools(TOOLS),
+        return instruction, {
             "task": {**task.public_metadata(), "task_id": task.instance_id, "suite": self.suite},
             "timings": {"prepare": prepared - started, "reset": time.perf_counter() - started},
         }
-        return self._last_observation, info
 
-    def step(self, action: str | dict) -> tuple[str, float, bool, bool, dict]:
-        if self._sandbox is None or self._done:
-            raise ConfigError("the episode is over or not started: call reset() before step()")
-        self._steps += 1
+    def _before_step(self) -> None:
         if self._session_ready is not None:
             self._session_ready.result()  # an infrastructure fault here raises, as it would have in reset
             self._session_ready = None
-        info: dict[str, Any] = {"step": self._steps}
-        try:
-            call = parse_action(action, TOOLS)
-        except ActionError as exc:
-            observation, info["tool"], info["error"] = f"Error: {exc}", None, "invalid_action"
-        else:
-            info["tool"] = call.name
-            observation = "" if call.name == "submit" else self._run_tool(call, info)
-        terminated = info["tool"] == "submit"
-        truncated = not terminated and self._steps >= self.max_steps
-        reward = 0.0
-        if terminated or truncated:
-            result = self._grade()
-            reward = result.reward
-            info["grading"] = result.model_dump(mode="json")
-            observation = observation or f"Submitted. Grading: {result.status}. {result.reason}".strip()
-            self._done = True
-            self._close_sandbox()
-        self._last_observation = observation
-        return observation, reward, terminated, truncated, info
 
     def _run_tool(self, call: ToolCall, info: dict[str, Any]) -> str:
         assert self._sandbox is not None and self._editor is not None
+        if call.name == "submit":
+            return ""
         if call.name == "bash":
             result = self._sandbox.exec(call.arguments["command"], timeout=self.command_timeout)
             info["exit_code"] = result.exit_code
@@ -222,13 +215,13 @@ class SWEEnv(gym.Env[str, str]):
             info["error"] = "tool_error"
             return f"Error: {exc}"
 
-    def _grade(self) -> GradeResult:
+    def _grade(self, ending_call: ToolCall | None) -> SWEVerdict:
         assert self._sandbox is not None and self._task is not None and self._tree is not None
         started = time.perf_counter()
         try:
             patch = extract_patch(self._sandbox, self._tree.head)
         except UnusableDiff as exc:  # the agent's doing (a huge log in the repository, say): not retried
-            return unusable_result(exc)
+            return SWEVerdict.of(unusable_result(exc))
         result = grade(
             self.backend,
             self._tree,
@@ -239,10 +232,10 @@ class SWEEnv(gym.Env[str, str]):
             **self.sandbox_options,
         )
         result.timings["extract"] = time.perf_counter() - started - result.timings.get("total", 0.0)
-        return result
+        return SWEVerdict.of(result)
 
-    def render(self) -> str | None:
-        return self._last_observation if self.render_mode == "ansi" else None
+    def _end(self) -> None:
+        self._close_sandbox()
 
     def _make_grading_sandbox(self, tree: PreparedTree) -> Sandbox:
         sandbox = self.backend.create(grading_spec(tree, **self.sandbox_options))
@@ -272,6 +265,7 @@ class SWEEnv(gym.Env[str, str]):
             future.result()
 
     def close(self) -> None:
+        """Close the sandboxes, the background threads and a backend the env made itself."""
         self._close_sandbox(wait=True)
         self._background.shutdown(wait=True)
         if self._owns_backend and self._backend is not None:
