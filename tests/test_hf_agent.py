@@ -67,7 +67,7 @@ def test_a_prompt_beyond_the_window_ends_the_episode_as_context_limit(env, gener
 
 def test_the_registry_builds_hf_and_explains_a_missing_model(generator):
     assert get_agent("hf", generator=generator).model == "SmolLM2-135M-Instruct"
-    with pytest.raises(ConfigError, match="cannot load model"):
+    with pytest.raises(ConfigError, match="no such model folder: /nonexistent/checkpoint"):
         get_agent("hf", model="/nonexistent/checkpoint")
 
 

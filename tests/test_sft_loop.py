@@ -7,9 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# An end-to-end run of three stages (about 2-4 minutes on 2 busy cores): the hang guard is the subprocess's
+# own 900 s, not pytest-timeout's default 300 s, which a busy CI machine can reach.
+@pytest.mark.timeout(960)
 def test_the_loop_closes_on_the_embedded_model(tmp_path, hf_generator):  # hf_generator: the GGUF is converted
     flags = ["--train-limit", "2", "--test-limit", "1", "--max-steps", "1", "--batch-size", "1"]
     flags += ["--max-new-tokens", "16", "--jobs", "1"]

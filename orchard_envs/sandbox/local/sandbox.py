@@ -276,8 +276,10 @@ class LocalBackend(Backend):
             if setup is not None:
                 os.close(info_write)
                 info_write = -1
-                network = SlirpNetwork(read_child_pid(info_read, process), storage.root / "slirp.log")
+                sandbox_pid = read_child_pid(info_read, process)
             _wait_ready(process, storage)
+            if setup is not None:  # only once bwrap has set up the namespace's loopback: both use netlink
+                network = SlirpNetwork(sandbox_pid, storage.root / "slirp.log")
         except BaseException:
             if network is not None:
                 network.close()
