@@ -109,3 +109,34 @@ def training_episode(
     }
     tools = BASH_TOOLS if tools is None else tools
     return Episode(messages=messages, tools=list(tools), metadata=metadata, turns=list(turns))
+
+
+def listen(address: str) -> tuple[socket.socket, int]:
+    """A TCP server on `address` (port chosen by the kernel) that accepts and drops every connection, in
+    a thread; for tests of what a sandbox can reach. Close the socket to stop it."""
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind((address, 0))
+    server.listen(16)
+
+    def accept_forever() -> None:
+        while True:
+            try:
+                server.accept()[0].close()
+            except OSError:
+                return
+
+    threading.Thread(target=accept_forever, daemon=True).start()
+    return server, server.getsockname()[1]
+
+
+def host_address() -> str:
+    """This host's address on its outward interface (where a server bound to 0.0.0.0 is reachable)."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect(("10.255.255.255", 1))
+        return probe.getsockname()[0]
+    except OSError:
+        return "127.0.0.1"
+    finally:
+        probe.close()

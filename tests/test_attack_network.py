@@ -5,10 +5,8 @@ host's network namespace (`--share-net`), so one connect to 127.0.0.1 reached al
 
 from __future__ import annotations
 
-import socket
-import threading
-
 import pytest
+from helpers import host_address, listen
 
 PROBE = (
     "import socket,sys\n"
@@ -19,33 +17,6 @@ PROBE = (
 GATEWAYS = ("127.0.0.1", "10.0.2.2", "172.17.0.1")
 
 
-def _listen(address: str) -> tuple[socket.socket, int]:
-    server = socket.socket()
-    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    server.bind((address, 0))
-    server.listen(16)
-
-    def accept_forever() -> None:
-        while True:
-            try:
-                server.accept()[0].close()
-            except OSError:
-                return
-
-    threading.Thread(target=accept_forever, daemon=True).start()
-    return server, server.getsockname()[1]
-
-
-def _host_address() -> str:
-    """This host's address on its outward interface (where a server bound to 0.0.0.0 is reachable)."""
-    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        probe.connect(("10.255.255.255", 1))
-        return probe.getsockname()[0]
-    finally:
-        probe.close()
-
-
 def _reaches(sandbox, host: str, port: int) -> bool:
     sandbox.write_file("/tmp/probe.py", PROBE)
     return sandbox.exec(f"python3 /tmp/probe.py {host} {port}", timeout=20).exit_code == 0
@@ -53,7 +24,7 @@ def _reaches(sandbox, host: str, port: int) -> bool:
 
 @pytest.fixture
 def loopback_service():
-    server, port = _listen("127.0.0.1")
+    server, port = listen("127.0.0.1")
     yield port
     server.close()
 
@@ -66,10 +37,10 @@ def test_a_networked_sandbox_never_reaches_the_hosts_loopback(make_sandbox, loop
 
 def test_a_networked_sandbox_reaches_outward_addresses(make_sandbox):
     """Outbound works: a server on the host's outward address (as any outside machine's would be)."""
-    server, port = _listen("0.0.0.0")
+    server, port = listen("0.0.0.0")
     try:
         sandbox = make_sandbox(network=True)
-        assert _reaches(sandbox, _host_address(), port)
+        assert _reaches(sandbox, host_address(), port)
     finally:
         server.close()
 

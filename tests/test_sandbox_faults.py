@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-
 import pytest
+from helpers import host_address, listen
 
 from orchard_envs.errors import ConfigError, PathEscapeError, SandboxError, SandboxFileNotFound
 from orchard_envs.sandbox import get_backend
@@ -48,29 +46,10 @@ def test_hundred_megabytes_of_output_is_capped(sandbox):
     assert sandbox.exec("echo fine").stdout == "fine\n"
 
 
-def _serve_once() -> tuple[socket.socket, int]:
-    server = socket.socket()
-    server.bind(("0.0.0.0", 0))
-    server.listen()
-    threading.Thread(target=lambda: server.accept()[0].close(), daemon=True).start()
-    return server, server.getsockname()[1]
-
-
-def _host_address() -> str:
-    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        probe.connect(("10.255.255.255", 1))
-        return probe.getsockname()[0]
-    except OSError:
-        return "127.0.0.1"
-    finally:
-        probe.close()
-
-
 def test_network_is_off_even_to_host_loopback_services(sandbox):
-    server, port = _serve_once()
+    server, port = listen("0.0.0.0")
     try:
-        for host in ("127.0.0.1", _host_address()):
+        for host in ("127.0.0.1", host_address()):
             code = (
                 "import socket,sys\n"
                 f"s=socket.socket(); s.settimeout(2)\n"
