@@ -26,12 +26,14 @@ from orchard_envs.tasks.swe.grading import grade, grading_spec, run_tests
 from orchard_envs.tasks.swe.instance import DEFAULT_REQUIREMENTS, DEFAULT_TEST_CMD, PyPISource, SWEInstance
 from orchard_envs.tasks.swe.mutate import Mutation, find_mutations, sample_mutations
 from orchard_envs.tasks.swe.patches import is_protected
+from orchard_envs.tasks.swe.plugins import with_plugins
 from orchard_envs.tasks.swe.prepare import REPO_DIR, PreparedTree, prepare
 from orchard_envs.tasks.swe.report import PASSING, TestStatus
 from orchard_envs.tasks.swe.source import find_sdist, materialize
 from orchard_envs.tasks.swe.statement import template_statement
 
 Log = Callable[[str], None]
+ERROR_TAIL = 1500  # characters of pytest's output quoted when a library's suite does not run
 BUILD_TTL = 1800.0  # one library builds in minutes; a killed build's sandbox is reaped after this
 
 
@@ -44,6 +46,9 @@ class LibrarySpec(BaseModel):
     requirements: list[str] = Field(default_factory=lambda: list(DEFAULT_REQUIREMENTS))
     python_path: list[str] = Field(default_factory=lambda: ["."])
     test_cmd: str = DEFAULT_TEST_CMD
+    pytest_plugins: list[str] = Field(
+        default_factory=list, description="plugin modules grading loads with -p (detected ones are added)"
+    )
     sources: list[str] = Field(["**/*.py"], description="globs (from the repository root) of files to mutate")
     exclude: list[str] = Field(default_factory=list, description="globs of source files never mutated")
     test_paths: list[str] = Field(default_factory=list, description="what pytest runs for the whole suite")
@@ -135,7 +140,10 @@ def _passing(
     """The tests (in test files) one run passes, and its seconds; a suite that does not run is an error."""
     run = run_tests(sandbox, instance, paths, timeout)
     if run.error or run.timed_out:
-        raise ConfigError(f"the test suite of {instance.repo} does not run: {run.error or 'timeout'}")
+        raise ConfigError(
+            f"the test suite of {instance.repo} does not run: {run.error or 'timeout'}; "
+            f"the end of pytest's output:\n{run.log_tail[-ERROR_TAIL:].strip()}"
+        )
     ok = {t for t, s in run.statuses.items() if s == TestStatus.PASSED and is_protected(t.split("::")[0])}
     return ok, run.duration
 
@@ -236,7 +244,8 @@ def validate(
 
 
 def pristine(lib: LibrarySpec, cache: Path) -> tuple[SWEInstance, PreparedTree]:
-    """The library's unmutated sdist as an instance without a task, and its prepared tree."""
+    """The library's unmutated sdist as an instance without a task, and its prepared tree, with the pytest
+    plugins its test configuration needs (see plugins.py) pinned in its venv and loaded by grading."""
     source = pinned_source(lib)
     slug = f"{re.sub(r'[^a-z0-9]+', '-', lib.name.lower())}-{lib.version}"
     template = SWEInstance(
@@ -252,8 +261,12 @@ def pristine(lib: LibrarySpec, cache: Path) -> tuple[SWEInstance, PreparedTree]:
         requirements=lib.requirements,
         python_path=lib.python_path,
         test_cmd=lib.test_cmd,
+        pytest_plugins=lib.pytest_plugins,
     )
-    template.base_commit = base_commit_of(template, cache)
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = Path(tmp) / "repo"
+        template.base_commit = materialize(template, repo, cache, verify=False)
+        template = with_plugins(template, repo)
     return template, prepare(template, cache)
 
 

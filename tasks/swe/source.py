@@ -81,7 +81,9 @@ def find_sdist(name: str, version: str, index_url: str = "https://pypi.org/simpl
         if filename.endswith(".tar.gz") and _normalize(filename.removesuffix(".tar.gz")) == wanted:
             digest = fragment.removeprefix("sha256=") if fragment.startswith("sha256=") else None
             return str(httpx.URL(page).join(link)), digest
-    raise SourceError(f"{page} lists no sdist {wanted}.tar.gz; check the name and version in the instance")
+    raise SourceError(
+        f"{page} lists no sdist {name}-{version}.tar.gz; check the name and version in the instance"
+    )
 
 
 def fetch_sdist(source: PyPISource, cache: Path) -> Path:
