@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from orchard_envs.cli_support import typer_app
-from orchard_envs.leaderboard.commands import export, leaderboard, report
+from orchard_envs.leaderboard.commands import export, leaderboard, report, show
 from orchard_envs.leaderboard.run import run
 
 app = typer_app("orchard-bench", "Score agents and models on Orchard's suites; rank and report the runs.")
@@ -13,6 +13,7 @@ app.command()(run)
 app.command()(leaderboard)
 app.command()(report)
 app.command()(export)
+app.command()(show)
 
 
 @app.command("list")

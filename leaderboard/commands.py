@@ -1,4 +1,4 @@
-"""`orchard-bench leaderboard | report | export`: the commands that read finished runs.
+"""`orchard-bench leaderboard | report | export | show`: the commands that read finished runs.
 
 They are plain functions, registered on the app in `cli.py`. A user's mistake (a folder with no runs, an
 unknown column, a swebench export of a Claw run) is one line on stderr and exit 2; an unreadable run among
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from orchard_envs.leaderboard.discovery import Run
 
 PROGRAM = "orchard-bench"
+DEFAULT_SEARCH = (Path("runs"),)
 PIPED_WIDTH = 400
 DIRS = typer.Argument(None, help="Folders searched (recursively) for runs, i.e. folders with results.db.")
 SUITE = typer.Option(None, help="Only runs of this suite.")
@@ -61,8 +62,11 @@ def leaderboard(
         None, "--ascending/--descending", help="Order; default: numbers high to low, text A to Z."
     ),
     fmt: str = typer.Option("table", "--format", "-f", help="table, json, csv or md."),
+    by_suite: bool = typer.Option(
+        True, "--by-suite/--one-table", help="Rank runs within their suite (default), or all in one table."
+    ),
 ) -> None:
-    """Rank every run found under the folders (default runs/): one row per run."""
+    """Rank every run found under the folders (default runs/): one row per run, ranked within its suite."""
     from orchard_envs.leaderboard.table import FORMATS, find_column, format_runs
 
     if fmt not in FORMATS:
@@ -71,7 +75,7 @@ def leaderboard(
         find_column(sort)
     except OrchardError as exc:
         fail(PROGRAM, str(exc))
-    shown = format_runs(_load(dirs, suite), sort, fmt, ascending)  # type: ignore[arg-type]
+    shown = format_runs(_load(dirs, suite), sort, fmt, ascending, by_suite)  # type: ignore[arg-type]
     if isinstance(shown, str):
         typer.echo(shown, nl=False)
     else:  # piped to a file or a pager: whole rows, not a table squeezed into 80 columns
@@ -84,8 +88,9 @@ def report(
     suite: str | None = SUITE,
     sort: str = SORT,
 ) -> None:
-    """Write one self-contained HTML report: the sortable leaderboard and its charts."""
-    from orchard_envs.leaderboard.report import render_report, save_html
+    """Write one self-contained HTML report (the sortable leaderboard and its charts) and, beside it in
+    <name>-episodes/, every run's episodes, which the table's run names link to."""
+    from orchard_envs.leaderboard.report import save_report
     from orchard_envs.leaderboard.table import find_column
 
     try:
@@ -95,7 +100,7 @@ def report(
     notes: list[str] = []
     runs = _load(dirs, suite, notes)
     try:
-        save_html(out, render_report(runs, notes, sort))
+        save_report(out, runs, notes, sort)
     except OSError as exc:
         fail(PROGRAM, f"cannot write {out}: {exc.strerror or exc}")
     typer.echo(f"{len(runs)} runs -> {out}")
@@ -122,3 +127,25 @@ def export(
         fail(PROGRAM, f"cannot write the export: {exc}")
     missing = f" ({done.missing} instances have no trial {trial} yet)" if done.missing else ""
     typer.echo(f"{done.written} {'predictions' if fmt == 'swebench' else 'episodes'} -> {done.path}{missing}")
+
+
+def show(
+    run: str = typer.Argument(
+        ..., help="A run's folder, or its name as the leaderboard shows it (under --dir)."
+    ),
+    task: str | None = typer.Option(None, help="The task id; default: the run's first task."),
+    trial: int | None = typer.Option(None, min=0, help="Which trial; default: the task's first."),
+    dirs: list[Path] = typer.Option(list(DEFAULT_SEARCH), "--dir", help="Where run names are looked up."),
+    width: int | None = typer.Option(None, help="Columns to render in; default: the terminal's."),
+) -> None:
+    """Watch one episode: its turns, tool calls, observations and grading."""
+    from orchard_envs.leaderboard.episode_view import find_run, load_episode, render_terminal
+
+    try:
+        run_dir, name = find_run(run, dirs)
+        episode, task, trial = load_episode(run_dir, task, trial)
+    except (OrchardError, sqlite3.Error, ValueError) as exc:
+        fail(PROGRAM, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    Console(width=width or (None if sys.stdout.isatty() else 120)).print(
+        render_terminal(episode, name, trial)
+    )

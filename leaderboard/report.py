@@ -18,16 +18,19 @@ from typing import Any
 
 from orchard_envs.leaderboard import charts
 from orchard_envs.leaderboard.discovery import DEFAULT_DIRS, Run, Warn, load_runs
+from orchard_envs.leaderboard.episode_view import write_episode_pages
 from orchard_envs.leaderboard.stats import pass_at_k_curve
-from orchard_envs.leaderboard.table import COLUMNS, rank, run_record
+from orchard_envs.leaderboard.table import COLUMNS, rank, run_record, suite_groups
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 24px; color: #222; }
 h1 { font-size: 22px; } h2 { font-size: 17px; margin-top: 28px; }
-table.board { border-collapse: collapse; font-variant-numeric: tabular-nums; }
-table.board th, table.board td { border-bottom: 1px solid #ddd; padding: 4px 8px; white-space: nowrap; }
-table.board th { cursor: pointer; background: #f4f4f4; user-select: none; }
+table.board { border-collapse: collapse; font-variant-numeric: tabular-nums; font-size: 13px; }
+table.board th, table.board td { border-bottom: 1px solid #ddd; padding: 3px 5px; white-space: nowrap; }
+table.board th { cursor: pointer; background: #f4f4f4; user-select: none; white-space: normal; }
+table.board td.text { white-space: normal; overflow-wrap: anywhere; min-width: 4em; max-width: 12em; }
+table.board .ci { color: #666; font-size: 11px; } table.board a { color: inherit; }
 table.board th[data-dir="asc"]::after { content: " \\25B2"; }
 table.board th[data-dir="desc"]::after { content: " \\25BC"; }
 td.num { text-align: right; } .swatch { display: inline-block; width: 10px; height: 10px; margin-right: 6px; }
@@ -66,21 +69,33 @@ def _sort_value(value: Any) -> str:
     return repr(float(value))
 
 
-def board(records: list[dict[str, Any]], colors: list[str]) -> str:
-    """The sortable leaderboard table; each cell keeps its raw value in data-value for the script."""
+def _two_lines(text: str) -> str:
+    """A number and its interval ("0.750 [0.500, 1.000]") on two lines, so the table fits a laptop screen."""
+    main, bracket, interval = text.partition(" [")
+    if not bracket:
+        return escape(text)
+    return f'{escape(main)}<br><span class="ci">[{escape(interval)}</span>'
+
+
+def board(records: list[dict[str, Any]], colors: list[str], links: dict[str, str] | None = None) -> str:
+    """The sortable leaderboard table; each cell keeps its raw value in data-value for the script, and each
+    run's name links to its episodes (`links`: run name -> page)."""
+    links = links or {}
     heads = ['<th data-type="num" data-first="asc" data-dir="asc">#</th>']
     for column in COLUMNS:
         kind, first = ("num", "desc") if column.numeric else ("text", "asc")
-        title = escape(column.title)
+        title = _two_lines(column.title)
         heads.append(f'<th data-type="{kind}" data-first="{first}" data-key="{column.key}">{title}</th>')
     rows = []
     for place, (record, fill) in enumerate(zip(records, colors, strict=True), 1):
         cells = [f'<td class="num" data-value="{place}">{place}</td>']
         for column in COLUMNS:
-            shown = escape(column.show(record))
+            shown = _two_lines(column.show(record)) if column.numeric else escape(column.show(record))
             if column.key == "name":
+                link = links.get(record["name"])
+                shown = f'<a href="{escape(link)}">{shown}</a>' if link else shown
                 shown = f'<span class="swatch" style="background:{fill}"></span>{shown}'
-            css = ' class="num"' if column.numeric else ""
+            css = ' class="num"' if column.numeric else ' class="text"'
             cells.append(f'<td{css} data-value="{escape(_sort_value(record[column.key]))}">{shown}</td>')
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return (
@@ -109,14 +124,23 @@ def category_charts(runs: list[Run], colors: dict[str, str]) -> list[str]:
     return made
 
 
-def render_report(runs: list[Run], warnings: Iterable[str] = (), sort: str = "pass_at_k") -> str:
-    """The whole HTML page for these runs, ranked by `sort`."""
+def render_report(
+    runs: list[Run],
+    warnings: Iterable[str] = (),
+    sort: str = "pass_at_k",
+    links: dict[str, str] | None = None,
+) -> str:
+    """The whole HTML page for these runs, ranked by `sort` within each suite (one table per suite); `links`
+    maps a run's name to its episode pages."""
     records = rank([run_record(run) for run in runs], sort)
     by_name = {run.name: run for run in runs}
     ordered = [by_name[record["name"]] for record in records]
     colors = {run.name: charts.color(index) for index, run in enumerate(ordered)}
     fills = [colors[run.name] for run in ordered]
-    sections = [f"<h2>Leaderboard</h2>\n{board(records, fills)}"]
+    sections = ["<h2>Leaderboard</h2>"]
+    for suite, group in suite_groups(records).items():
+        group_fills = [colors[record["name"]] for record in group]
+        sections.append(f'<h3 class="suite">{escape(suite)}</h3>\n{board(group, group_fills, links)}')
     if any(not record["complete"] for record in records):
         sections.append(
             '<p class="note">* some task has fewer than k trials: pass@k and pass^k used k\' = '
@@ -156,8 +180,9 @@ def render_report(runs: list[Run], warnings: Iterable[str] = (), sort: str = "pa
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">\n'
         "<title>orchard-bench report</title>\n"
         f"<style>{STYLE}</style></head>\n<body>\n<h1>orchard-bench report</h1>\n"
-        f'<p class="note">{len(ordered)} runs, generated {stamp}. Intervals: 95% percentile bootstrap over '
-        "tasks. Click a column header to sort.</p>\n"
+        f'<p class="note">{len(ordered)} runs, generated {stamp}. Runs are ranked within their suite. '
+        "Intervals: 95% percentile bootstrap over tasks. Valid calls: episodes where the env ran at least "
+        "one well-formed tool call. Click a column header to sort, a run's name for its episodes.</p>\n"
         + "\n".join(sections)
         + f"\n<script>{SCRIPT}</script>\n</body></html>\n"
     )
@@ -194,5 +219,11 @@ def write_report(
             warn(message)
 
     runs = load_runs(dirs or DEFAULT_DIRS, suite, note)
-    save_html(Path(out), render_report(runs, warnings, sort))
+    save_report(Path(out), runs, warnings, sort)
     return runs
+
+
+def save_report(out: Path, runs: list[Run], warnings: Iterable[str] = (), sort: str = "pass_at_k") -> None:
+    """The report and, beside it, every run's episode pages (`<name>-episodes/`), which its rows link to."""
+    links = write_episode_pages(out, [(run.name, run.path) for run in runs])
+    save_html(out, render_report(runs, warnings, sort, links))

@@ -113,6 +113,10 @@ class RunSummary:
     statuses: dict[str, int] = field(default_factory=dict)  # episode status -> episodes
     per_category: dict[str, float] = field(default_factory=dict)
     trials: dict[str, tuple[int, int]] = field(default_factory=dict)  # task -> (n trials, c resolved)
+    mean_reward: float = 0.0  # the env's reward, averaged over episodes (partial credit shows here)
+    mean_reward_ci: Interval = (0.0, 0.0)
+    valid_call_rate: float | None = None  # episodes with a valid tool call (`has_valid_tool_call`); None:
+    valid_call_ci: Interval | None = None  # the rows do not say (read without their transcripts)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -140,6 +144,57 @@ def is_suspicious_resolve(row: Mapping[str, Any]) -> bool:
     """A resolve the grader doubts (`suspicious`: its reasons, as ResultsStore.rows() reads them): counted
     apart, never hidden; it still counts as resolved."""
     return row.get("resolved") is True and bool(row.get("suspicious"))
+
+
+# What the env or the harness answers instead of running a call: the env's reply to an invalid action
+# (unknown tool, bad or missing arguments; `tool_env.py`) and to a tool that failed, and the harness's note
+# for calls after the end. The harnesses wrap observations in these prefixes (text, bash-only).
+REFUSED = ("Error:", "Not run:")
+OBSERVATION_WRAPPERS = ("<tool_response>\n", "Output:\n")
+
+
+def _observations(messages: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The env's answers to tool calls: `tool` messages, and the user messages after the instruction that are
+    not a harness's format-error note (text harnesses answer calls as user messages)."""
+    seen_instruction, found = False, []
+    for message in messages:
+        content = message.get("content")
+        text = content if isinstance(content, str) else ""
+        if message.get("role") == "tool":
+            found.append(text)
+        elif message.get("role") == "user":
+            if seen_instruction and not text.startswith("Format error:"):
+                found.append(text)
+            seen_instruction = True
+    return found
+
+
+def has_valid_tool_call(messages: Sequence[Mapping[str, Any]], steps: int) -> bool:
+    """True when the env ran at least one well-formed tool call: the harness parsed it (an env step was taken)
+    and the env answered with something other than an error (`REFUSED`). A tool that ran and failed also
+    answers `Error:`, so this errs on the side of not counting."""
+    if steps < 1:
+        return False
+    for text in _observations(messages):
+        for wrapper in OBSERVATION_WRAPPERS:
+            text = text.removeprefix(wrapper)
+        if not text.lstrip().startswith(REFUSED):
+            return True
+    return False
+
+
+def _pooled_mean(groups: Sequence[Sequence[float]]) -> float:
+    """The mean over every value of a set of tasks' values (each task's episodes)."""
+    return math.fsum(value for group in groups for value in group) / sum(len(group) for group in groups)
+
+
+def _per_task(
+    rows: Iterable[Mapping[str, Any]], value: Callable[[Mapping[str, Any]], float]
+) -> list[list[float]]:
+    grouped: dict[str, list[float]] = defaultdict(list)
+    for row in rows:
+        grouped[row["task_id"]].append(value(row))
+    return [grouped[task] for task in sorted(grouped)]
 
 
 def summarize(rows: Sequence[Mapping[str, Any]], k: int, resamples: int = 2000, seed: int = 0) -> RunSummary:
@@ -181,4 +236,21 @@ def summarize(rows: Sequence[Mapping[str, Any]], k: int, resamples: int = 2000, 
         statuses=dict(sorted(Counter(str(row["status"]) for row in rows).items())),
         per_category=_per_category(rows),
         trials=trials,
+        **_reward_and_calls(rows, interval),
     )
+
+
+def _reward_and_calls(
+    rows: Sequence[Mapping[str, Any]], interval: Callable[[Sequence[Any], Callable[..., float]], Interval]
+) -> dict[str, Any]:
+    """Mean reward and the valid-call share, each pooled over episodes with a bootstrap over tasks (like the
+    success rate); the share only when every row says (`valid_tool_call`)."""
+    rewards = _per_task(rows, lambda row: float(row["reward"]))
+    found: dict[str, Any] = {
+        "mean_reward": _pooled_mean(rewards),
+        "mean_reward_ci": interval(rewards, _pooled_mean),
+    }
+    if all(row.get("valid_tool_call") is not None for row in rows):
+        calls = _per_task(rows, lambda row: float(bool(row["valid_tool_call"])))
+        found |= {"valid_call_rate": _pooled_mean(calls), "valid_call_ci": interval(calls, _pooled_mean)}
+    return found

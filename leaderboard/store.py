@@ -24,6 +24,7 @@ from orchard_envs import __version__
 from orchard_envs.episodes import Episode
 from orchard_envs.errors import ConfigError
 from orchard_envs.leaderboard.fingerprint import describe_weights
+from orchard_envs.leaderboard.stats import has_valid_tool_call
 
 SCHEMA_VERSION = 1
 DB_NAME = "results.db"
@@ -204,15 +205,17 @@ class ResultsStore:
 
     def rows(self) -> list[dict[str, Any]]:
         """The result columns of every finished (task, trial), plus `suspicious`: the grader's doubts about
-        the episode (empty when it has none)."""
+        the episode (empty when it has none), and `valid_tool_call` (stats.has_valid_tool_call)."""
         columns = [c for c in COLUMNS if c != "episode"]
         picked = [*columns, *(f"json_extract(episode, '$.{where}')" for where in SUSPICIOUS_IN)]
+        picked.append("json_extract(episode, '$.messages')")
         with self._lock:
             found = self._db.execute(f"SELECT {', '.join(picked)} FROM results ORDER BY task_id, trial")
             rows = [(dict(zip(columns, row, strict=False)), row[len(columns) :]) for row in found]
-        for row, holders in rows:
+        for row, (*holders, messages) in rows:
             row["resolved"] = None if row["resolved"] is None else bool(row["resolved"])
-            row["suspicious"] = _suspicious(holders)
+            row["suspicious"] = _suspicious(tuple(holders))
+            row["valid_tool_call"] = has_valid_tool_call(_json_list(messages), row["steps"])
         return [row for row, _ in rows]
 
     def episodes(self) -> Iterator[Episode]:
@@ -220,6 +223,14 @@ class ResultsStore:
             texts = [text for (text,) in self._db.execute(EPISODES_SQL)]
         for text in texts:
             yield Episode.from_row(json.loads(text))
+
+    def episode(self, task_id: str, trial: int) -> Episode | None:
+        """One finished (task, trial)'s episode, or None when it has not finished."""
+        with self._lock:
+            found = self._db.execute(
+                "SELECT episode FROM results WHERE task_id = ? AND trial = ?", (task_id, trial)
+            ).fetchone()
+        return None if found is None else Episode.from_row(json.loads(found[0]))
 
     def export_episodes(self) -> Path:
         """Rewrite episodes.jsonl from the database (write to a temporary file, then rename)."""
@@ -310,6 +321,15 @@ def _suspicious(holders: tuple[Any, ...]) -> list[str]:
         if isinstance(found, list):
             reasons += [str(reason) for reason in found if reason and str(reason) not in reasons]
     return reasons
+
+
+def _json_list(text: Any) -> list[Any]:
+    """A JSON array stored as text (SQLite's json_extract), or [] when it is not one."""
+    try:
+        value = json.loads(text) if isinstance(text, str) else None
+    except json.JSONDecodeError:
+        return []
+    return value if isinstance(value, list) else []
 
 
 def _connect(target: str, uri: bool = False) -> sqlite3.Connection:

@@ -2,7 +2,8 @@
 
 Rows are plain dicts (`run_record`) so every format, the HTML report included, shows the same numbers.
 Numbers sort high to low and text A to Z unless told otherwise; unknown values (a cost nobody reported)
-always sort last.
+always sort last. Runs are ranked within their suite (an oracle on one suite and a model on another are
+not competitors): the terminal and HTML show one table per suite, JSON/CSV/Markdown a rank per suite.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from html import escape
 from pathlib import Path
 from typing import Any, Literal
 
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
@@ -49,6 +51,18 @@ def _with_ci(key: str) -> Callable[[dict[str, Any]], str]:
     return show
 
 
+def _mean_ci(key: str) -> Callable[[dict[str, Any]], str]:
+    def show(record: dict[str, Any]) -> str:
+        low, high = record[f"{key}_ci"]
+        return f"{record[key]:.3f} [{low:.3f}, {high:.3f}]"
+
+    return show
+
+
+def _share(record: dict[str, Any]) -> str:
+    return "n/a" if record["valid_call_rate"] is None else f"{record['valid_call_rate']:.0%}"
+
+
 def _text(key: str) -> Callable[[dict[str, Any]], str]:
     return lambda record: "" if record[key] is None else str(record[key])
 
@@ -70,6 +84,10 @@ COLUMNS = (
     Column("success_rate", "Success", True, _rate("success_rate"), ("success",)),
     Column("pass_at_k", "pass@k [95% CI]", True, _with_ci("pass_at_k"), ("pass@k", "passk")),
     Column("pass_hat_k", "pass^k [95% CI]", True, _with_ci("pass_hat_k"), ("pass^k",)),
+    # the env's reward: partial credit (Claw's checks) moves it before anything resolves
+    Column("mean_reward", "Reward [95% CI]", True, _mean_ci("mean_reward"), ("reward",)),
+    # episodes where the env ran at least one well-formed tool call (stats.has_valid_tool_call)
+    Column("valid_call_rate", "Valid calls", True, _share, ("valid_calls", "valid")),
     Column("mean_turns", "Turns", True, lambda r: f"{r['mean_turns']:.1f}", ("turns",)),
     Column("mean_tokens", "Tokens", True, lambda r: f"{r['mean_tokens']:,.0f}", ("tokens",)),
     Column("total_cost", "Cost", True, _cost, ("cost",)),
@@ -79,7 +97,7 @@ COLUMNS = (
     # resolved above, shown here so a high success rate built on them is visible
     Column("suspicious_resolves", "Suspicious", True, _text("suspicious_resolves"), ("suspicious",)),
 )
-CI_KEYS = ("success_rate", "pass_at_k", "pass_hat_k")
+CI_KEYS = ("success_rate", "pass_at_k", "pass_hat_k", "mean_reward")
 
 
 def _normal(name: str) -> str:
@@ -113,6 +131,11 @@ def run_record(run: Run) -> dict[str, Any]:
     for key in CI_KEYS:
         record[key] = getattr(summary, key)
         record[f"{key}_ci"] = list(getattr(summary, "success_ci" if key == "success_rate" else f"{key}_ci"))
+    calls_ci = summary.valid_call_ci
+    record.update(
+        valid_call_rate=summary.valid_call_rate,
+        valid_call_ci=None if calls_ci is None else list(calls_ci),
+    )
     record.update(
         mean_turns=summary.mean_turns,
         mean_tokens=summary.mean_tokens,
@@ -129,16 +152,49 @@ def run_record(run: Run) -> dict[str, Any]:
     return record
 
 
-def rank(records: list[dict[str, Any]], sort: str = "pass_at_k", ascending: bool | None = None) -> list[dict]:
-    """Records ordered by a column: numbers descending and text ascending by default, unknowns last,
-    ties by run name."""
-    column = find_column(sort)
-    ascending = not column.numeric if ascending is None else ascending
+def _ordered(records: list[dict[str, Any]], column: Column, ascending: bool) -> list[dict[str, Any]]:
     by_name = sorted(records, key=lambda record: record["name"])
     known = [record for record in by_name if record[column.key] is not None]
     unknown = [record for record in by_name if record[column.key] is None]
     known.sort(key=lambda record: record[column.key], reverse=not ascending)
     return known + unknown
+
+
+def rank(
+    records: list[dict[str, Any]],
+    sort: str = "pass_at_k",
+    ascending: bool | None = None,
+    by_suite: bool = True,
+) -> list[dict]:
+    """Records ordered by a column: numbers descending and text ascending by default, unknowns last, ties by
+    run name; by default suite by suite (A to Z), each record's `rank` its place within its suite."""
+    column = find_column(sort)
+    ascending = not column.numeric if ascending is None else ascending
+    groups = list(suite_groups(records).values()) if by_suite else [records]
+    ranked = []
+    for group in groups:
+        for place, record in enumerate(_ordered(group, column, ascending), 1):
+            ranked.append({**record, "rank": place})
+    return ranked
+
+
+def suite_groups(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Records by suite (suites A to Z, each group in the given order)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for record in sorted(records, key=lambda record: str(record["suite"] or "")):
+        groups.setdefault(str(record["suite"] or "?"), []).append(record)
+    return groups
+
+
+def rich_tables(records: list[dict[str, Any]], by_suite: bool = True) -> Group | Table:
+    """One terminal table per suite (the records as `rank` ordered them), or one for all."""
+    if not by_suite:
+        return rich_table(records)
+    tables = [
+        rich_table(group, f"orchard-bench leaderboard: {suite}")
+        for suite, group in suite_groups(records).items()
+    ]
+    return Group(*tables)
 
 
 def rich_table(records: list[dict[str, Any]], title: str = "orchard-bench leaderboard") -> Table:
@@ -151,7 +207,7 @@ def rich_table(records: list[dict[str, Any]], title: str = "orchard-bench leader
     for column in COLUMNS:
         table.add_column(column.title, justify="right" if column.numeric else "left")
     for place, record in enumerate(records, 1):
-        table.add_row(str(place), *(Text(column.show(record)) for column in COLUMNS))
+        table.add_row(str(record.get("rank", place)), *(Text(column.show(record)) for column in COLUMNS))
     return table
 
 
@@ -166,14 +222,15 @@ def to_csv(records: list[dict[str, Any]]) -> str:
         fields.append(column.key)
         if column.key in CI_KEYS:
             fields += [f"{column.key}_low", f"{column.key}_high"]
-    fields += ["complete", "mean_seconds", "path"]
+    fields += ["valid_call_low", "valid_call_high", "complete", "mean_seconds", "path"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for place, record in enumerate(records, 1):
-        flat = {**record, "rank": place}
+        flat = {"rank": place, **record}
         for key in CI_KEYS:
             flat[f"{key}_low"], flat[f"{key}_high"] = record[f"{key}_ci"]
+        flat["valid_call_low"], flat["valid_call_high"] = record["valid_call_ci"] or (None, None)
         writer.writerow(flat)
     return buffer.getvalue()
 
@@ -189,25 +246,29 @@ def to_markdown(records: list[dict[str, Any]]) -> str:
     aligns = ["---:", *("---:" if column.numeric else "---" for column in COLUMNS)]
     lines = ["| " + " | ".join(titles) + " |", "|" + "|".join(aligns) + "|"]
     for place, record in enumerate(records, 1):
-        cells = [str(place), *(_md_cell(column.show(record)) for column in COLUMNS)]
+        cells = [str(record.get("rank", place)), *(_md_cell(column.show(record)) for column in COLUMNS)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def format_runs(
-    runs: list[Run], sort: str = "pass_at_k", fmt: Format = "table", ascending: bool | None = None
-) -> str | Table:
-    """Ranked runs as a rich Table or a json/csv/md string."""
+    runs: list[Run],
+    sort: str = "pass_at_k",
+    fmt: Format = "table",
+    ascending: bool | None = None,
+    by_suite: bool = True,
+) -> str | Table | Group:
+    """Ranked runs (within their suite unless `by_suite` is False) as rich tables or a json/csv/md string."""
     if fmt not in FORMATS:
         raise unknown_name("format", fmt, FORMATS)
-    records = rank([run_record(run) for run in runs], sort, ascending)
+    records = rank([run_record(run) for run in runs], sort, ascending, by_suite)
     if fmt == "json":
         return to_json(records)
     if fmt == "csv":
         return to_csv(records)
     if fmt == "md":
         return to_markdown(records)
-    return rich_table(records)
+    return rich_tables(records, by_suite)
 
 
 def leaderboard(
@@ -217,10 +278,11 @@ def leaderboard(
     fmt: Format = "table",
     ascending: bool | None = None,
     warn: Warn | None = None,
-) -> str | Table:
+    by_suite: bool = True,
+) -> str | Table | Group:
     """The ranked runs found below `dirs` (default `runs/`) as a rich Table or a json/csv/md string;
     unreadable runs go to `warn`, one line each."""
     if fmt not in FORMATS:
         raise unknown_name("format", fmt, FORMATS)
     find_column(sort)  # an unknown column fails before any run is read
-    return format_runs(load_runs(dirs or DEFAULT_DIRS, suite, warn), sort, fmt, ascending)
+    return format_runs(load_runs(dirs or DEFAULT_DIRS, suite, warn), sort, fmt, ascending, by_suite)

@@ -171,9 +171,11 @@ def test_leaderboard_ranks_by_pass_at_k_then_any_column(runs_dir: Path) -> None:
         text, _ = warnings_of(leaderboard_view, [runs_dir], None, sort, "json", **kwargs)
         return [r["name"] for r in json.loads(text)]
 
-    assert order("turns") == ["swe/my-model-swe", "evil-claw", "oracle-claw"]
+    # ranked within each suite (claw-mini, then swe-mini), unless asked for one ranking of all
+    assert order("turns") == ["evil-claw", "oracle-claw", "swe/my-model-swe"]
+    assert order("turns", by_suite=False) == ["swe/my-model-swe", "evil-claw", "oracle-claw"]
     assert order("Turns", ascending=True) == ["oracle-claw", "evil-claw", "swe/my-model-swe"]
-    assert order("name") == ["evil-claw", "oracle-claw", "swe/my-model-swe"]
+    assert order("name", by_suite=False) == ["evil-claw", "oracle-claw", "swe/my-model-swe"]
     assert order("cost")[0] == "evil-claw"  # the only known cost; unknown ones sort last
     assert order("cost", ascending=True)[0] == "evil-claw"
     assert order("infra-error rate")[0] == "evil-claw"
@@ -206,7 +208,7 @@ def test_csv_markdown_and_terminal_formats(runs_dir: Path) -> None:
     runs = load_runs([runs_dir])
     table = list(csv.DictReader(io.StringIO(format_runs(runs, fmt="csv"))))
     assert [row["name"] for row in table] == ["oracle-claw", "evil-claw", "swe/my-model-swe"]
-    assert [row["rank"] for row in table] == ["1", "2", "3"]
+    assert [row["rank"] for row in table] == ["1", "2", "1"]  # within its suite
     assert float(table[1]["pass_at_k"]) == pytest.approx(0.75)
     assert float(table[1]["pass_at_k_low"]) <= 0.75 <= float(table[1]["pass_at_k_high"])
     assert table[1]["model"] == EVIL and table[0]["total_cost"] == ""
@@ -318,7 +320,7 @@ def test_report_renders_in_headless_chromium(runs_dir: Path, tmp_path: Path) -> 
     with sync_playwright() as playwright:  # type: ignore[misc]
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
         try:
-            page = browser.new_page(viewport={"width": 1500, "height": 1000})
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})  # a laptop screen
             page.on("request", lambda request: requests.append(request.url))
             errors: list[str] = []
             page.on("pageerror", lambda error: errors.append(str(error)))
@@ -329,22 +331,34 @@ def test_report_renders_in_headless_chromium(runs_dir: Path, tmp_path: Path) -> 
                 return [cell.strip() for cell in cells]
 
             assert names_now() == ["oracle-claw", "evil-claw", "swe/my-model-swe"]
+            assert page.locator("table.board").count() == 2  # one per suite
+            # every column, Tokens, Cost and Infra included, is on screen: no horizontal scroll
+            assert page.evaluate("document.documentElement.scrollWidth") <= 1400
+            rights = page.evaluate(
+                "[...document.querySelectorAll('table.board th')].map(th => th.getBoundingClientRect().right)"
+            )
+            assert max(rights) <= 1400, rights
             assert page.locator("svg.chart").count() == 4
             assert page.locator("svg.chart rect.bar").count() > 0
             assert page.locator("svg[data-chart=scatter] circle.point").count() == 3
             assert page.locator("svg[data-chart=curves] polyline.curve").count() == 3
             assert page.locator("b").count() == 0  # the model's <b> stayed text
-            page.locator("th[data-key=mean_turns]").click()  # sort by turns, most first
-            assert names_now() == ["swe/my-model-swe", "evil-claw", "oracle-claw"]
-            page.locator("th[data-key=mean_turns]").click()
+            page.locator("th[data-key=mean_turns]").first.click()  # sort claw-mini's table by turns
+            assert names_now() == ["evil-claw", "oracle-claw", "swe/my-model-swe"]
+            page.locator("th[data-key=mean_turns]").first.click()
             assert names_now()[0] == "oracle-claw"
-            page.locator("th[data-key=pass_at_k]").click()
+            page.locator("th[data-key=pass_at_k]").first.click()
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "leaderboard.png"), full_page=True)
+            page.get_by_role("link", name="evil-claw").click()  # a row's link: its run's episodes
+            page.get_by_role("link", name="view").first.click()
+            assert "turn 1: assistant" in page.inner_text("body")
             assert not errors, errors
         finally:
             browser.close()
-    assert requests == [out.as_uri()], requests  # nothing but the file itself was loaded
+    assert requests[0] == out.as_uri() and len(requests) == 3, requests  # the report, then two clicks
+    episodes = (tmp_path / "report-episodes").as_uri()
+    assert all(url.startswith(episodes) for url in requests[1:]), requests  # nothing else was loaded
     assert (ARTIFACTS / "leaderboard.png").stat().st_size > 10_000
 
 
