@@ -457,6 +457,20 @@ def _bad_yaml(tmp_path: Path, change: Any) -> ConfigError:
             lambda r: r["scoring_components"][0]["check"]["where"].update(folder={"startswith": "x"}),
             "matcher",
         ),
+        (
+            lambda r: r["scoring_components"][0]["check"]["where"].update(fodler="finance"),
+            "scoring_components[0].check.where: mail.messages records have no field 'fodler' "
+            "(did you mean 'folder'?), so this check can never pass",
+        ),
+        (
+            lambda r: r["safety_checks"].append(
+                {
+                    "name": "x",
+                    "check": {"type": "no_call", "tool": "mail_move", "where": {"folder_name": "a"}},
+                }
+            ),
+            "check.where: mail_move calls have no field 'folder_name' (did you mean 'folder'?)",
+        ),
     ],
 )
 def test_bad_task_files_name_the_file_and_field(tmp_path: Path, change: Any, expected: str) -> None:
@@ -695,3 +709,61 @@ def test_endpoint_user_unreachable_is_a_clear_error() -> None:
         user.reply("hello?")
     with pytest.raises(ConfigError):
         EndpointUser("", "sim", "p")
+
+
+def _todo_task_yaml(tmp_path: Path, change: Any) -> Path:
+    record = task_record(next(t for t in SUITE if t.family == "todo_management"))
+    change(record)
+    path = tmp_path / "task.yaml"
+    path.write_text(yaml.safe_dump(record, sort_keys=False))
+    return path
+
+
+def test_where_names_only_fields_the_records_have(tmp_path: Path) -> None:
+    """The report's `{id: t1, don: true}`: no todo record has `don`, so the check could never pass."""
+    check = {
+        "type": "record_exists",
+        "service": "todo",
+        "collection": "tasks",
+        "where": {"id": "t1", "don": True},
+    }
+    add = {"name": "typo", "weight": 1, "check": check}
+    with pytest.raises(
+        ConfigError, match=r"todo.tasks records have no field 'don' \(did you mean 'done'\?\)"
+    ):
+        load_yaml(_todo_task_yaml(tmp_path, lambda r: r["scoring_components"].append(add)))
+
+    # A field the task's own fixture records carry is a field of its records.
+    def custom(record: dict[str, Any]) -> None:
+        record["fixtures"]["todo"]["tasks"][0]["colour"] = "red"
+        record["scoring_components"].append({**add, "check": {**check, "where": {"colour": "red"}}})
+
+    assert load_yaml(_todo_task_yaml(tmp_path, custom))
+
+
+def test_claw_check_flags_an_oracle_below_a_perfect_score(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    def unmeetable(record: dict[str, Any]) -> None:
+        # completion 0.75 -> score 0.8 x 0.75 + 0.2 = 0.80: the oracle "passes" but misses a check.
+        total = sum(item["weight"] for item in record["scoring_components"])
+        never = {"type": "answer_contains", "all": ["xyzzy-never-said"]}
+        record["scoring_components"].append({"name": "never", "weight": total / 3, "check": never})
+
+    path = _todo_task_yaml(tmp_path, unmeetable)
+    cli = [sys.executable, "-m", "orchard_envs.tasks.cli", "claw", "check", "--suite", str(path)]
+    checked = subprocess.run(cli, capture_output=True, text=True, timeout=300)
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert "oracle=0.80!" in checked.stdout and "1 tasks: 1 problems" in checked.stdout
+
+
+def test_declared_record_fields_cover_every_bundled_fixture() -> None:
+    """The services' declared fields are the records' fields: no bundled fixture carries another."""
+    from orchard_envs.tasks.claw.task import record_fields
+
+    for task in SUITE:
+        for service, collections in task.fixtures.items():
+            for collection, records in collections.items():
+                extra = {f for r in records for f in r} - record_fields(service, collection)
+                assert not extra, (task.task_id, service, collection, extra)

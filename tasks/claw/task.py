@@ -8,10 +8,13 @@ file, the task and the field named.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
+import importlib
 import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -80,6 +83,42 @@ CHECK_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "answer_not_contains": (("any",), ()),
 }
 _ALL_CHECK_FIELDS = ("service", "collection", "where", "equals", "except_ids", "tool", "all", "any")
+
+
+@cache
+def record_fields(service: str, collection: str) -> frozenset[str]:
+    """The fields the service's records of `collection` have (declared with its `Collection`)."""
+    module = importlib.import_module(f"orchard_envs.tasks.claw.services.{service}")
+    return frozenset(module.SERVICE.collections[collection].fields)
+
+
+def _unknown_field(field: str, known: set[str], what: str) -> str:
+    close = difflib.get_close_matches(field, sorted(known), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    fields = ", ".join(sorted(known))
+    return f"{what} have no field {field!r}{hint}, so this check can never pass; fields: {fields}"
+
+
+def _where_fields_problem(check: Check, fixtures: dict[str, dict[str, list[dict[str, Any]]]]) -> str | None:
+    """Why a check's `where` names a field its records (or its tool's calls) can never have, or None.
+
+    Record checks may name the service's fields and any field of the task's own fixture records; call
+    checks the tool's argument names.
+    """
+    if not check.where:
+        return None
+    if check.tool is not None:
+        spec = TOOL_ARGS[check.tool]
+        known, what = set(spec.required + spec.optional), f"{check.tool} calls"
+    else:
+        service, collection = check.service or "", check.collection or ""
+        known = set(record_fields(service, collection))
+        known |= {field for record in fixtures.get(service, {}).get(collection, []) for field in record}
+        what = f"{service}.{collection} records"
+    for field in check.where:
+        if field not in known:
+            return _unknown_field(field, known, what)
+    return None
 
 
 def service_of(tool: str) -> str | None:
@@ -279,6 +318,10 @@ class ClawTask(BaseModel):
                 raise ValueError(
                     f"scoring_components[{number}].check.tool: {tool!r} is not one of the task's tools"
                 )
+        for field in ("scoring_components", "safety_checks"):
+            for number, item in enumerate(getattr(self, field)):
+                if problem := _where_fields_problem(item.check, self.fixtures):
+                    raise ValueError(f"{field}[{number}].check.where: {problem}")
         for field in ("oracle", "wrong"):
             problem = _plan_problem(getattr(self, field), self.tools)
             if problem:

@@ -74,6 +74,9 @@ class ResetRequest(Body):
 class Collection:
     prefix: str  # new ids are f"{prefix}{n}", n continuing after the fixture's
     noun: str  # for 404 sentences: "no message with id 'm9'"
+    # The fields of its records (docs/claw.md "Services and their tools"): what the routes write and read.
+    # A task's checks may name these and the fields of its own fixture records, nothing else.
+    fields: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -134,4 +134,5 @@ async def invite(id: str, request: InviteBody, state: State) -> dict[str, Any]:
     return event
 
 
-SERVICE = Service("calendar", {"events": Collection("e", "event")}, router)
+EVENTS_FIELDS = ("id", "title", "start", "end", "attendees", "location", "description")
+SERVICE = Service("calendar", {"events": Collection("e", "event", EVENTS_FIELDS)}, router)

@@ -70,4 +70,5 @@ async def update(id: str, request: UpdateBody, state: State) -> dict[str, Any]:
     return contact
 
 
-SERVICE = Service("contacts", {"contacts": Collection("c", "contact")}, router)
+CONTACTS_FIELDS = ("id", "name", "email", "phone", "company", "title", "notes")
+SERVICE = Service("contacts", {"contacts": Collection("c", "contact", CONTACTS_FIELDS)}, router)

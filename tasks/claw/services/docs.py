@@ -77,4 +77,5 @@ async def delete(id: str, state: State) -> dict[str, Any]:
     return {"deleted": id}
 
 
-SERVICE = Service("docs", {"documents": Collection("d", "document")}, router)
+DOCUMENTS_FIELDS = ("id", "path", "title", "content", "updated")
+SERVICE = Service("docs", {"documents": Collection("d", "document", DOCUMENTS_FIELDS)}, router)

@@ -121,4 +121,7 @@ async def label(id: str, request: LabelBody, state: State) -> dict[str, Any]:
     return message
 
 
-SERVICE = Service("mail", {"messages": Collection("m", "message")}, router)
+MESSAGES_FIELDS = (
+    "id", "folder", "from", "to", "cc", "subject", "body", "labels", "date", "read", "thread_id",
+)
+SERVICE = Service("mail", {"messages": Collection("m", "message", MESSAGES_FIELDS)}, router)

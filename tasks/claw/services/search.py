@@ -69,4 +69,5 @@ async def web_open(id: str, state: State) -> dict[str, Any]:
     return state.get("pages", id)
 
 
-SERVICE = Service("search", {"pages": Collection("p", "page")}, router)
+PAGES_FIELDS = ("id", "url", "title", "text")
+SERVICE = Service("search", {"pages": Collection("p", "page", PAGES_FIELDS)}, router)

@@ -60,6 +60,13 @@ async def cancel(id: str, state: State) -> dict[str, Any]:
     return placed
 
 
+PRODUCTS_FIELDS = ("id", "name", "price", "stock", "description", "category")
+ORDERS_FIELDS = ("id", "product_id", "quantity", "status", "address", "total")
 SERVICE = Service(
-    "shop", {"products": Collection("p", "product"), "orders": Collection("o", "order")}, router
+    "shop",
+    {
+        "products": Collection("p", "product", PRODUCTS_FIELDS),
+        "orders": Collection("o", "order", ORDERS_FIELDS),
+    },
+    router,
 )

@@ -63,4 +63,5 @@ async def delete(id: str, state: State) -> dict[str, Any]:
     return {"deleted": id}
 
 
-SERVICE = Service("todo", {"tasks": Collection("t", "task")}, router)
+TASKS_FIELDS = ("id", "title", "due", "done", "priority", "list")
+SERVICE = Service("todo", {"tasks": Collection("t", "task", TASKS_FIELDS)}, router)
