@@ -120,7 +120,12 @@ def test_a_suite_that_does_not_run_shows_pytests_output(tmp_path, local_backend)
     assert "unrecognized arguments: --cov=lib" in str(caught.value)
 
 
-@pytest.mark.parametrize("config", [{"tox.ini": COV_TOX}, {"pyproject.toml": WARN_PYPROJECT}])
+BOTH = WARN_PYPROJECT + 'addopts = "--cov=lib --cov-fail-under=100"\n'
+
+
+@pytest.mark.parametrize(
+    "config", [{"tox.ini": COV_TOX}, {"pyproject.toml": WARN_PYPROJECT}, {"pyproject.toml": BOTH}]
+)
 def test_suites_needing_coverage_run_and_grade_with_the_detected_plugin(tmp_path, local_backend, config):
     from orchard_envs.tasks.swe.build import stable_tests
     from orchard_envs.tasks.swe.grading import grade, grading_spec
