@@ -351,6 +351,8 @@ def _check_out(out: Path, resume: bool, world: World) -> None:
     """Never overwrite a finished or running model by accident; an unwritable --out fails before any work."""
     from orchard_envs.cli_support import check_writable_folder
 
+    if not world.is_main:  # rank 0 decides: by the time another rank looked, rank 0 may have written there
+        return
     check_writable_folder(out, "--out")
     if out.exists() and any(out.iterdir()) and not resume:
         raise ConfigError(f"{out} already holds files; pass --resume to continue that run, or a new --out")

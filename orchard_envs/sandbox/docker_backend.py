@@ -312,12 +312,16 @@ class DockerSandbox(Sandbox):
         with self._docker(f"read {real}"):
             stream, _ = self._api.get_archive(self.container_id, real)
             data = b"".join(stream)
-        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-            member = tar.next()
-            handle = tar.extractfile(member) if member is not None and member.isreg() else None
-            if handle is None:
-                raise SandboxError(f"{self.abspath(path)} is not a regular file")
-            return handle.read()
+        try:
+            with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+                member = tar.next()
+                handle = tar.extractfile(member) if member is not None and member.isreg() else None
+                if handle is None:
+                    raise SandboxError(f"{self.abspath(path)} is not a regular file")
+                return handle.read()
+        except tarfile.TarError as exc:  # the file changed (or its folder was swapped) while Docker read it
+            shown = self.abspath(path)
+            raise SandboxError(f"cannot read {shown}: it changed while being read ({exc})") from None
 
     def write_file(self, path: str, data: bytes | str, mode: int = 0o644) -> None:
         real, kind, parent_exists = self._resolve(path)
