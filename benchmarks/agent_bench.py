@@ -91,7 +91,7 @@ def serve_vs_direct(generator: HFGenerator, requests: int, concurrency: int) -> 
     """Latency of one chat completion through orchard-serve (openai client, real HTTP) vs a direct call."""
     import openai
 
-    from orchard_envs.serve.app import create_app
+    from orchard_envs.model_server.app import create_app
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

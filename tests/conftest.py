@@ -58,7 +58,7 @@ def remote_backend(local_backend):
     """The remote backend against a real env service (uvicorn on loopback) serving `local`."""
     from helpers import serving
 
-    from orchard_envs.service.app import create_app
+    from orchard_envs.env_service.app import create_app
 
     with serving(create_app(local_backend, "contract-key")) as url:
         yield get_backend("remote", url=url, api_key="contract-key")

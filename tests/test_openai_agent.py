@@ -19,8 +19,8 @@ from orchard_envs.agents.sampling_seeds import draw_seed
 from orchard_envs.episodes.schema import STATUSES
 from orchard_envs.errors import BackendUnavailable, ConfigError
 from orchard_envs.harnesses import get_harness
+from orchard_envs.model_server.app import create_app
 from orchard_envs.runner import run_episode
-from orchard_envs.serve.app import create_app
 from orchard_envs.tasks.swe.instance import load_suite
 
 SERVED = "smol"

@@ -13,7 +13,7 @@ SUBPACKAGES = ["agents", "harnesses", "trainers", "leaderboard", "tasks"]
 
 def test_importing_loads_no_heavy_dependency():
     code = (
-        "import sys, orchard_envs, orchard_envs.sandbox, orchard_envs.service\n"
+        "import sys, orchard_envs, orchard_envs.sandbox, orchard_envs.env_service\n"
         "heavy = [m for m in ('docker', 'fastapi', 'uvicorn', 'httpx', 'torch') if m in sys.modules]\n"
         "print(heavy)"
     )

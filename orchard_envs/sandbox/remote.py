@@ -14,14 +14,14 @@ import posixpath
 import warnings
 from typing import TYPE_CHECKING, Any
 
+from orchard_envs.env_service.client import EnvClient
+from orchard_envs.env_service.models import FileEntry, JobResponse
 from orchard_envs.errors import ConfigError, OrchardError, PatchError, SandboxError
 from orchard_envs.sandbox.base import Backend, Sandbox, Snapshot
 from orchard_envs.sandbox.spec import ExecResult, FileInfo, SandboxSpec
-from orchard_envs.service.client import EnvClient
-from orchard_envs.service.models import FileEntry, JobResponse
 
 if TYPE_CHECKING:
-    from orchard_envs.service.process import ContainerProcess
+    from orchard_envs.env_service.process import ContainerProcess
 
 log = logging.getLogger(__name__)
 

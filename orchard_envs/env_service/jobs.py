@@ -20,10 +20,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from orchard_envs.env_service.models import FINAL_STATUSES, JobResponse, JobStatus
 from orchard_envs.errors import OrchardError
 from orchard_envs.sandbox.base import Sandbox
 from orchard_envs.sandbox.spec import ExecResult
-from orchard_envs.service.models import FINAL_STATUSES, JobResponse, JobStatus
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -18,6 +18,14 @@ import httpx
 import pytest
 from helpers import serving
 
+from orchard_envs.env_service.app import ServiceSettings, create_app
+from orchard_envs.env_service.client import (
+    AsyncEnvClient,
+    EnvClient,
+    RetryPolicy,
+    WaitTimeout,
+    error_from_response,
+)
 from orchard_envs.errors import (
     BackendUnavailable,
     ConfigError,
@@ -28,14 +36,6 @@ from orchard_envs.errors import (
 )
 from orchard_envs.sandbox import Backend, Sandbox, SandboxSpec, Snapshot, get_backend
 from orchard_envs.sandbox.remote import RemoteBackend, RemoteSandbox
-from orchard_envs.service.app import ServiceSettings, create_app
-from orchard_envs.service.client import (
-    AsyncEnvClient,
-    EnvClient,
-    RetryPolicy,
-    WaitTimeout,
-    error_from_response,
-)
 
 pytestmark = pytest.mark.bwrap
 
@@ -508,7 +508,7 @@ def test_remote_without_extensions(remote: RemoteBackend, rsandbox: RemoteSandbo
 # -- CLI -----------------------------------------------------------------------------------------------
 def cli(*args: str, **kwargs: Any) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if k != "ORCHARD_ENV_API_KEY"}
-    code = "from orchard_envs.service.cli import main; main()"
+    code = "from orchard_envs.env_service.cli import main; main()"
     return subprocess.Popen(
         [sys.executable, "-c", code, *args],
         env=env,

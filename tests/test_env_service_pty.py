@@ -15,10 +15,10 @@ import pytest
 from conftest import require
 from helpers import serving
 
+from orchard_envs.env_service.app import create_app
+from orchard_envs.env_service.client import AsyncEnvClient, EnvClient
 from orchard_envs.errors import ConfigError, SandboxNotFound
 from orchard_envs.sandbox import Backend
-from orchard_envs.service.app import create_app
-from orchard_envs.service.client import AsyncEnvClient, EnvClient
 
 pytestmark = pytest.mark.bwrap
 

@@ -26,8 +26,8 @@ from orchard_envs.agents.chat_format import ChatFormat
 from orchard_envs.agents.hf_backend import Generation, HFGenerator, Sampling
 from orchard_envs.agents.prompt_ledger import without_end_token
 from orchard_envs.errors import ConfigError
-from orchard_envs.serve.batcher import MicroBatcher
-from orchard_envs.serve.protocol import APIError, ChatCompletionRequest
+from orchard_envs.model_server.batcher import MicroBatcher
+from orchard_envs.model_server.protocol import APIError, ChatCompletionRequest
 
 MIN_LOGPROB = -9999.0  # what OpenAI reports for "impossible": JSON has no -inf
 

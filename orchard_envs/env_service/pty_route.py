@@ -29,11 +29,11 @@ from typing import Any
 import pydantic
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
+from orchard_envs.env_service.jobs import clean_text
+from orchard_envs.env_service.models import PtyInit
+from orchard_envs.env_service.state import EnvService, ServiceError
 from orchard_envs.errors import OrchardError
 from orchard_envs.sandbox.pty import PtyProcess, open_pty, signal_number
-from orchard_envs.service.jobs import clean_text
-from orchard_envs.service.models import PtyInit
-from orchard_envs.service.state import EnvService, ServiceError
 
 log = logging.getLogger(__name__)
 INIT_TIMEOUT = 10.0

@@ -17,11 +17,8 @@ from typing import Any, TypeVar
 import pydantic
 
 from orchard_envs import errors
-from orchard_envs.errors import OrchardError, SandboxNotFound
-from orchard_envs.sandbox.base import Backend, Sandbox, Snapshot
-from orchard_envs.sandbox.spec import SandboxSpec
-from orchard_envs.service.jobs import JobRegistry, Lanes, Overloaded
-from orchard_envs.service.models import (
+from orchard_envs.env_service.jobs import JobRegistry, Lanes, Overloaded
+from orchard_envs.env_service.models import (
     CreateSandboxRequest,
     CreateSandboxResponse,
     ForkRequest,
@@ -31,6 +28,9 @@ from orchard_envs.service.models import (
     format_memory,
     parse_cpu,
 )
+from orchard_envs.errors import OrchardError, SandboxNotFound
+from orchard_envs.sandbox.base import Backend, Sandbox, Snapshot
+from orchard_envs.sandbox.spec import SandboxSpec
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from orchard_envs.service.jobs import Lanes, Overloaded
+from orchard_envs.env_service.jobs import Lanes, Overloaded
 
 
 def test_a_finished_job_frees_its_slot_before_its_waiter_wakes() -> None:

@@ -18,8 +18,8 @@ from helpers import FixedReplyGenerator, serving
 
 from orchard_envs.agents.chat_format import ChatFormat
 from orchard_envs.agents.hf_backend import Generation, HFGenerator, Sampling
-from orchard_envs.serve.app import create_app
-from orchard_envs.serve.batcher import MicroBatcher
+from orchard_envs.model_server.app import create_app
+from orchard_envs.model_server.batcher import MicroBatcher
 
 MAX_TOKENS = 12
 HELLO = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hello."}]
@@ -296,7 +296,7 @@ def test_batcher_isolates_a_failing_request():
 @pytest.mark.parametrize("model", ["/nonexistent/checkpoint", "{tmp}"])
 def test_cli_bad_model_is_a_one_line_error(model, tmp_path):
     argv = ["--model", model.format(tmp=tmp_path), "--port", "1"]
-    code = "from orchard_envs.serve.cli import main; main()"
+    code = "from orchard_envs.model_server.cli import main; main()"
     done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and "Traceback" not in done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("orchard-serve: error:")]

@@ -51,7 +51,7 @@ def serve(
     import uvicorn
 
     from orchard_envs.agents.hf_backend import HFGenerator
-    from orchard_envs.serve.app import create_app
+    from orchard_envs.model_server.app import create_app
 
     try:
         generator = HFGenerator(source, device=device, dtype=dtype)

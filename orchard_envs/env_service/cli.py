@@ -65,9 +65,9 @@ def serve(
         )
     import uvicorn
 
+    from orchard_envs.env_service.app import create_app
+    from orchard_envs.env_service.state import ServiceSettings
     from orchard_envs.sandbox import get_backend
-    from orchard_envs.service.app import create_app
-    from orchard_envs.service.state import ServiceSettings
 
     try:
         sandboxes = get_backend(backend)

@@ -28,10 +28,8 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchard_envs import __version__
-from orchard_envs.errors import OrchardError, SandboxError
-from orchard_envs.sandbox.base import Backend, Sandbox
-from orchard_envs.service.jobs import Job, Overloaded, clean_text
-from orchard_envs.service.models import (
+from orchard_envs.env_service.jobs import Job, Overloaded, clean_text
+from orchard_envs.env_service.models import (
     EXTENSIONS,
     ApplyPatchRequest,
     ApplyPatchResponse,
@@ -51,8 +49,8 @@ from orchard_envs.service.models import (
     UploadFileRequest,
     UploadFileResponse,
 )
-from orchard_envs.service.pty_route import add_pty_route
-from orchard_envs.service.state import (
+from orchard_envs.env_service.pty_route import add_pty_route
+from orchard_envs.env_service.state import (
     EnvService,
     ServiceError,
     ServiceSettings,
@@ -60,6 +58,8 @@ from orchard_envs.service.state import (
     log,
     request_id_var,
 )
+from orchard_envs.errors import OrchardError, SandboxError
+from orchard_envs.sandbox.base import Backend, Sandbox
 
 
 # -- HTTP plumbing -----------------------------------------------------------------------------------

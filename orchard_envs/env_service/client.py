@@ -25,15 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 import httpx
 
 from orchard_envs import errors
-from orchard_envs.errors import (
-    BackendUnavailable,
-    ConfigError,
-    OrchardError,
-    SandboxError,
-    SandboxFileNotFound,
-    SandboxNotFound,
-)
-from orchard_envs.service.models import (
+from orchard_envs.env_service.models import (
     ApplyPatchResponse,
     FileEntry,
     HealthResponse,
@@ -44,9 +36,17 @@ from orchard_envs.service.models import (
     SnapshotResponse,
     UploadFileResponse,
 )
+from orchard_envs.errors import (
+    BackendUnavailable,
+    ConfigError,
+    OrchardError,
+    SandboxError,
+    SandboxFileNotFound,
+    SandboxNotFound,
+)
 
 if TYPE_CHECKING:
-    from orchard_envs.service.process import AsyncContainerProcess, ContainerProcess
+    from orchard_envs.env_service.process import AsyncContainerProcess, ContainerProcess
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_EXEC_TIMEOUT = 300.0  # what Orchard Env applies when timeout_seconds is absent
@@ -531,7 +531,7 @@ class EnvClient(_Flows):
         login_shell: bool = False,
     ) -> ContainerProcess:
         """A command on a terminal in the sandbox (a string runs under `bash -c`); see process.py."""
-        from orchard_envs.service.process import ContainerProcess, init_frame, pty_url
+        from orchard_envs.env_service.process import ContainerProcess, init_frame, pty_url
 
         init = init_frame(command, env, cwd, rows, cols, login_shell)
         return ContainerProcess(pty_url(self.url, sandbox_id), init, self._headers(), self.timeout)
@@ -721,7 +721,7 @@ class AsyncEnvClient(_Flows):
         cols: int = 80,
         login_shell: bool = False,
     ) -> AsyncContainerProcess:
-        from orchard_envs.service.process import AsyncContainerProcess, init_frame, pty_url
+        from orchard_envs.env_service.process import AsyncContainerProcess, init_frame, pty_url
 
         init = init_frame(command, env, cwd, rows, cols, login_shell)
         url = pty_url(self.url, sandbox_id)

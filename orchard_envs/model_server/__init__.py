@@ -11,7 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from orchard_envs.serve.app import create_app
+    from orchard_envs.model_server.app import create_app
 
 __all__ = ["create_app"]
 
@@ -19,4 +19,4 @@ __all__ = ["create_app"]
 def __getattr__(name: str) -> Any:
     if name != "create_app":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return importlib.import_module("orchard_envs.serve.app").create_app
+    return importlib.import_module("orchard_envs.model_server.app").create_app
