@@ -11,6 +11,7 @@ import typer
 
 
 def typer_app(name: str, help: str) -> typer.Typer:
+    """A Typer app that shows help when run bare and lets errors reach `fail` instead of a traceback."""
     return typer.Typer(
         name=name, help=help, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False
     )

@@ -21,6 +21,7 @@ def _root() -> None:
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
+    """Exit with one line on stderr, prefixed `orchard-env:`."""
     cli_fail("orchard-env", message, code)
 
 
@@ -132,4 +133,5 @@ def smoke(
 
 
 def main() -> None:
+    """The `orchard-env` console script."""
     app()

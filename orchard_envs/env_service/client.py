@@ -66,6 +66,7 @@ class RetryPolicy:
     max_delay: float = 8.0
 
     def delay(self, attempt: int, retry_after: str | None = None) -> float:
+        """Seconds before retry `attempt` (0-based), honouring a server's Retry-After up to `max_delay`."""
         step = min(self.max_delay, self.base_delay * 2**attempt)
         if retry_after:
             with contextlib.suppress(ValueError):
@@ -412,6 +413,7 @@ class EnvClient(_Flows):
         raise AssertionError("unreachable")
 
     def close(self) -> None:
+        """Close the HTTP connections; sandboxes on the server live on until deleted or expired."""
         self._http.close()
 
     def __enter__(self) -> EnvClient:
@@ -422,9 +424,11 @@ class EnvClient(_Flows):
 
     # -- API ---------------------------------------------------------------------------------------
     def health(self) -> HealthResponse:
+        """The server's status, version, backend and the extensions it offers (see `models.EXTENSIONS`)."""
         return HealthResponse.model_validate(self._run(self._simple("GET", "/health")))
 
     def resources(self) -> dict[str, Any]:
+        """The server's capacity and use, as it reports them (an untyped dict: servers differ)."""
         return self._run(self._simple("GET", "/resources"))
 
     def create_sandbox(
@@ -447,15 +451,19 @@ class EnvClient(_Flows):
         return self._run(self._create(payload, wait, timeout))
 
     def get_sandbox(self, sandbox_id: str) -> SandboxInfo:
+        """The sandbox's current state, without waiting for it to become ready."""
         return self._run(self._get(sandbox_id))
 
     def wait_sandbox(self, sandbox_id: str, timeout: float = 3600.0) -> SandboxInfo:
+        """Block until the sandbox is ready or failed; WaitTimeout after `timeout` seconds."""
         return self._run(self._wait_sandbox(sandbox_id, timeout))
 
     def delete_sandbox(self, sandbox_id: str) -> None:
+        """Delete the sandbox and its jobs; safe to repeat (retried as idempotent)."""
         self._run(self._delete(sandbox_id))
 
     def heartbeat(self, sandbox_id: str) -> HeartbeatResponse:
+        """Push the sandbox's expiry back by its TTL; long episodes must call this or lose the sandbox."""
         return self._run(self._heartbeat(sandbox_id))
 
     @overload
@@ -537,37 +545,46 @@ class EnvClient(_Flows):
         return ContainerProcess(pty_url(self.url, sandbox_id), init, self._headers(), self.timeout)
 
     def get_job(self, job_id: str) -> JobResponse:
+        """The job's current state; `JobResponse.done` says whether it finished."""
         return self._run(self._job(job_id))
 
     def wait_job(self, job_id: str, timeout: float = 300.0) -> JobResponse:
+        """Block until the job finished; raises WaitTimeout after `timeout` s (the job keeps running)."""
         return self._run(self._wait_job(job_id, timeout))
 
     def apply_patch(
         self, sandbox_id: str, patch: str, *, timeout_seconds: float = 30, cwd: str | None = None
     ) -> ApplyPatchResponse:
+        """Apply a unified diff; a patch that does not apply is `success=False`, not an error."""
         payload = {"patch": patch, "timeout_seconds": _number(timeout_seconds), "cwd": cwd}
         return self._run(self._apply_patch(sandbox_id, payload))
 
     def upload_file(
         self, sandbox_id: str, path: str, data: bytes | str, mode: int | None = None
     ) -> UploadFileResponse:
+        """Write `data` (str is UTF-8 encoded) to `path` in the sandbox; `mode` as an int or '0755'."""
         return self._run(self._upload(sandbox_id, path, data, mode))
 
     def download_file(self, sandbox_id: str, path: str) -> bytes:
+        """The file's bytes; the whole file travels base64 in one answer, so keep it small."""
         return self._run(self._download(sandbox_id, path))
 
     def list_files(self, sandbox_id: str, path: str | None = None) -> list[FileEntry]:
+        """The entries of a directory in the sandbox (the working directory when `path` is None)."""
         return self._run(self._list(sandbox_id, path))
 
     def snapshot(self, sandbox_id: str) -> SnapshotResponse:
+        """Save the sandbox as an image (an extension: check `health().extensions` for "snapshot")."""
         return self._run(self._snapshot(sandbox_id))
 
     def delete_snapshot(self, snapshot_id: str) -> None:
+        """Remove a snapshot image; sandboxes forked from it are unaffected."""
         self._run(self._delete_snapshot(snapshot_id))
 
     def fork(
         self, sandbox_id: str, *, new_id: str | None = None, ttl: float | None = None, wait: bool = True
     ) -> SandboxInfo:
+        """A new sandbox copied from this one (an extension); with `wait`, block until it is ready."""
         return self._run(self._fork(sandbox_id, {"sandbox_id": new_id, "ttl": ttl}, wait))
 
 
@@ -611,6 +628,7 @@ class AsyncEnvClient(_Flows):
         raise AssertionError("unreachable")
 
     async def aclose(self) -> None:
+        """Close the HTTP connections; sandboxes on the server live on until deleted or expired."""
         await self._http.aclose()
 
     async def __aenter__(self) -> AsyncEnvClient:
@@ -621,9 +639,11 @@ class AsyncEnvClient(_Flows):
 
     # -- API ---------------------------------------------------------------------------------------
     async def health(self) -> HealthResponse:
+        """As EnvClient.health."""
         return HealthResponse.model_validate(await self._run(self._simple("GET", "/health")))
 
     async def resources(self) -> dict[str, Any]:
+        """As EnvClient.resources."""
         return await self._run(self._simple("GET", "/resources"))
 
     async def create_sandbox(
@@ -638,19 +658,24 @@ class AsyncEnvClient(_Flows):
         wait: bool = True,
         **extras: Any,
     ) -> SandboxInfo:
+        """As EnvClient.create_sandbox: with `wait`, until ready (raising, and deleting it, if it failed)."""
         payload = _create_payload(image, block_network, sandbox_id, cpu, memory, timeout, extras)
         return await self._run(self._create(payload, wait, timeout))
 
     async def get_sandbox(self, sandbox_id: str) -> SandboxInfo:
+        """As EnvClient.get_sandbox."""
         return await self._run(self._get(sandbox_id))
 
     async def wait_sandbox(self, sandbox_id: str, timeout: float = 3600.0) -> SandboxInfo:
+        """As EnvClient.wait_sandbox."""
         return await self._run(self._wait_sandbox(sandbox_id, timeout))
 
     async def delete_sandbox(self, sandbox_id: str) -> None:
+        """As EnvClient.delete_sandbox."""
         await self._run(self._delete(sandbox_id))
 
     async def heartbeat(self, sandbox_id: str) -> HeartbeatResponse:
+        """As EnvClient.heartbeat."""
         return await self._run(self._heartbeat(sandbox_id))
 
     @overload
@@ -721,6 +746,7 @@ class AsyncEnvClient(_Flows):
         cols: int = 80,
         login_shell: bool = False,
     ) -> AsyncContainerProcess:
+        """As EnvClient.open_pty, on asyncio: an AsyncContainerProcess to `await` reads and writes on."""
         from orchard_envs.env_service.process import AsyncContainerProcess, init_frame, pty_url
 
         init = init_frame(command, env, cwd, rows, cols, login_shell)
@@ -728,35 +754,44 @@ class AsyncEnvClient(_Flows):
         return await AsyncContainerProcess.connect(url, init, self._headers(), self.timeout)
 
     async def get_job(self, job_id: str) -> JobResponse:
+        """As EnvClient.get_job."""
         return await self._run(self._job(job_id))
 
     async def wait_job(self, job_id: str, timeout: float = 300.0) -> JobResponse:
+        """As EnvClient.wait_job."""
         return await self._run(self._wait_job(job_id, timeout))
 
     async def apply_patch(
         self, sandbox_id: str, patch: str, *, timeout_seconds: float = 30, cwd: str | None = None
     ) -> ApplyPatchResponse:
+        """As EnvClient.apply_patch."""
         payload = {"patch": patch, "timeout_seconds": _number(timeout_seconds), "cwd": cwd}
         return await self._run(self._apply_patch(sandbox_id, payload))
 
     async def upload_file(
         self, sandbox_id: str, path: str, data: bytes | str, mode: int | None = None
     ) -> UploadFileResponse:
+        """As EnvClient.upload_file."""
         return await self._run(self._upload(sandbox_id, path, data, mode))
 
     async def download_file(self, sandbox_id: str, path: str) -> bytes:
+        """As EnvClient.download_file."""
         return await self._run(self._download(sandbox_id, path))
 
     async def list_files(self, sandbox_id: str, path: str | None = None) -> list[FileEntry]:
+        """As EnvClient.list_files."""
         return await self._run(self._list(sandbox_id, path))
 
     async def snapshot(self, sandbox_id: str) -> SnapshotResponse:
+        """As EnvClient.snapshot."""
         return await self._run(self._snapshot(sandbox_id))
 
     async def delete_snapshot(self, snapshot_id: str) -> None:
+        """As EnvClient.delete_snapshot."""
         await self._run(self._delete_snapshot(snapshot_id))
 
     async def fork(
         self, sandbox_id: str, *, new_id: str | None = None, ttl: float | None = None, wait: bool = True
     ) -> SandboxInfo:
+        """As EnvClient.fork."""
         return await self._run(self._fork(sandbox_id, {"sandbox_id": new_id, "ttl": ttl}, wait))

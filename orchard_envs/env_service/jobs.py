@@ -55,9 +55,11 @@ class Completion:
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
     def is_set(self) -> bool:
+        """Whether `set` was called; a cheap check that never waits."""
         return self._set
 
     def set(self) -> None:
+        """Mark done and wake every waiter, from any thread; waiters on closed loops are skipped."""
         with self._lock:
             self._set = True
             waiters, self._waiters = self._waiters, []
@@ -105,6 +107,7 @@ class Lanes:
         return self._pending
 
     def submit(self, lane: str, fn: Callable[[], T]) -> Future[T]:
+        """Queue `fn` behind the lane's earlier tasks; Overloaded (HTTP 503) when too much is pending."""
         future: Future[T] = Future()
         with self._lock:
             if self._pending >= self._max_pending:
@@ -163,6 +166,7 @@ class Lanes:
                 return
 
     def shutdown(self) -> None:
+        """Cancel every queued task and stop the pool without waiting for running ones."""
         with self._lock:
             lanes = list(self._queues)
         for lane in lanes:
@@ -187,6 +191,7 @@ class Job:
     done: Completion = field(default_factory=Completion)
 
     def finish(self, result: ExecResult | None, error: str | None) -> None:
+        """Record the outcome; SUCCEEDED needs exit code 0 and no timeout. Sets status last, for readers."""
         self.result, self.error = result, error
         ok = result is not None and result.exit_code == 0 and not result.timed_out
         self.completed_at = time.time()
@@ -194,6 +199,7 @@ class Job:
         self.done.set()
 
     def response(self) -> JobResponse:
+        """The job in Orchard Env's wire shape, its texts made safe for JSON."""
         result = self.result
         return JobResponse(
             job_id=self.job_id,
@@ -266,6 +272,7 @@ class JobRegistry:
         return job
 
     def get(self, job_id: str) -> Job | None:
+        """The job, or None if unknown or already forgotten."""
         return self._jobs.get(job_id)
 
     async def wait(self, job: Job, timeout: float | None) -> Job:
@@ -288,4 +295,5 @@ class JobRegistry:
 
     @property
     def active(self) -> int:
+        """Jobs not yet finished, for /health and /resources."""
         return sum(job.status not in FINAL_STATUSES for job in self._jobs.values())

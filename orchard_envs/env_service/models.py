@@ -45,6 +45,7 @@ SandboxId = Annotated[str, AfterValidator(_check_sandbox_id)]
 
 
 def format_cpu(cores: float | None) -> str:
+    """The wire form of a CPU limit: "unlimited" for None, else cores without trailing zeros."""
     return "unlimited" if cores is None else f"{cores:g}"
 
 
@@ -71,6 +72,8 @@ FINAL_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED)
 
 
 class SandboxStatus(StrEnum):
+    """A sandbox's lifecycle state, Orchard Env's strings."""
+
     PENDING = "pending"
     READY = "ready"
     FAILED = "failed"
@@ -111,6 +114,8 @@ class CreateSandboxRequest(BaseModel):
 
 
 class CreateSandboxResponse(BaseModel):
+    """The answer to a create: the sandbox's id and the limits it actually got."""
+
     sandbox_id: str
     namespace: str
     image: str
@@ -149,11 +154,15 @@ class SandboxInfo(BaseModel):
 
 
 class DeleteResponse(BaseModel):
+    """The answer to a delete."""
+
     status: str = "deleted"
     sandbox_id: str
 
 
 class HeartbeatResponse(BaseModel):
+    """The answer to a heartbeat: the sandbox's new expiry (None: it never expires)."""
+
     status: str = "ok"
     sandbox_id: str
     expires_at: float | None = None
@@ -161,6 +170,8 @@ class HeartbeatResponse(BaseModel):
 
 # -- jobs --------------------------------------------------------------------------------------------
 class ExecRequest(BaseModel):
+    """A command to run in a sandbox; a string runs under a shell, a list runs as argv."""
+
     command: str | list[str]
     timeout_seconds: float | None = None
     cwd: str | None = None
@@ -179,6 +190,8 @@ class ExecResponse(BaseModel):
 
 
 class JobResponse(BaseModel):
+    """A job's state and, once done, its output; the fields after `error` are our extensions."""
+
     job_id: str
     sandbox_id: str
     command: str
@@ -198,16 +211,21 @@ class JobResponse(BaseModel):
 
     @property
     def done(self) -> bool:
+        """Whether the job reached a final status (its output will not change)."""
         return self.status in FINAL_STATUSES
 
 
 class ApplyPatchRequest(BaseModel):
+    """A unified diff to apply in a sandbox."""
+
     patch: str
     timeout_seconds: float = 30
     cwd: str | None = Field(None, description="extension; Orchard applies in the working directory")
 
 
 class ApplyPatchResponse(BaseModel):
+    """Whether the patch applied, with git's output; a patch that fails is not an HTTP error."""
+
     success: bool
     stdout: str = ""
     stderr: str = ""
@@ -217,18 +235,24 @@ class ApplyPatchResponse(BaseModel):
 
 # -- files -------------------------------------------------------------------------------------------
 class UploadFileRequest(BaseModel):
+    """A file to write into a sandbox, its content base64."""
+
     path: str
     content: str = Field(description="base64")
     mode: str | int | None = Field(None, description="'0755' or an int; the sandbox agent's optional field")
 
 
 class UploadFileResponse(BaseModel):
+    """The answer to an upload: where the file went and its size in bytes."""
+
     success: bool = True
     path: str
     size: int
 
 
 class DownloadFileResponse(BaseModel):
+    """A file read from a sandbox, its content base64."""
+
     path: str
     content: str = Field(description="base64")
     size: int
@@ -248,12 +272,16 @@ class FileEntry(BaseModel):
 
 
 class ListFilesResponse(BaseModel):
+    """A directory listing of a sandbox."""
+
     path: str
     files: list[FileEntry]
 
 
 # -- extensions --------------------------------------------------------------------------------------
 class SnapshotResponse(BaseModel):
+    """A saved image of a sandbox (the snapshot extension), to fork from."""
+
     snapshot_id: str
     sandbox_id: str
     image: str
@@ -261,11 +289,15 @@ class SnapshotResponse(BaseModel):
 
 
 class ForkRequest(BaseModel):
+    """Options for a fork: the new sandbox's id (generated when None) and TTL."""
+
     sandbox_id: SandboxId | None = None
     ttl: float | None = Field(None, gt=0)
 
 
 class HealthResponse(BaseModel):
+    """The service's identity; `extensions` lists what it offers beyond Orchard Env's API."""
+
     status: str = "healthy"
     service: str = "orchard-env"
     version: str = ""

@@ -176,27 +176,35 @@ class ContainerProcess:
 
     @property
     def returncode(self) -> int | None:
+        """The exit code once the command ended (negative: killed by that signal), else None."""
         return self._out.returncode
 
     def poll(self) -> int | None:
+        """The exit code if the command exited, else None; never blocks."""
         return self._out.poll()
 
     def write_stdin(self, data: bytes | str) -> None:
+        """Send keystrokes or text to the terminal (str is UTF-8 encoded)."""
         self._send(_stdin_frame(data))
 
     def read(self, timeout: float | None = None) -> bytes:
+        """The next chunk of output; b"" once the command ended and all output was read."""
         return self._out.read(timeout)
 
     def read_all(self, timeout: float | None = None) -> bytes:
+        """All output until the command exits; TimeoutError if it runs past `timeout`."""
         return self._out.read_all(timeout)
 
     def kill(self, signal_name: str = "TERM") -> None:
+        """Signal the command by name ('TERM', 'KILL', 'INT'...); an unknown name raises here."""
         self._send(_signal_frame(signal_name))
 
     def resize(self, rows: int, cols: int) -> None:
+        """Change the terminal's size, as a resized window would (the program gets SIGWINCH)."""
         self._send(_frame("resize", rows=int(rows), cols=int(cols)))
 
     def wait(self, timeout: float | None = None) -> int:
+        """The exit code; TimeoutError if still running after `timeout`, SandboxError if the session broke."""
         return self._out.wait(timeout)
 
     def close(self) -> None:
@@ -245,6 +253,7 @@ class AsyncContainerProcess:
     async def connect(
         cls, url: str, init: str, headers: dict[str, str], timeout: float = CONNECT_TIMEOUT
     ) -> AsyncContainerProcess:
+        """Open the terminal's websocket and send `init`; connection errors become Orchard errors."""
         from websockets.asyncio.client import connect
 
         try:
@@ -295,19 +304,24 @@ class AsyncContainerProcess:
 
     @property
     def pid(self) -> int | None:
+        """The command's pid inside the sandbox."""
         return self._frames.pid
 
     @property
     def returncode(self) -> int | None:
+        """The exit code once the command exited, else None."""
         return self._out.code if self._out.exited.is_set() else None
 
     def poll(self) -> int | None:
+        """The exit code if the command exited, else None; never blocks."""
         return self.returncode
 
     async def write_stdin(self, data: bytes | str) -> None:
+        """As ContainerProcess.write_stdin."""
         await self._send(_stdin_frame(data))
 
     async def read(self, timeout: float | None = None) -> bytes:
+        """As ContainerProcess.read: b"" once the command exited and all was read."""
         if self._out.exited.is_set() and self._out.chunks.empty():
             return b""
         try:
@@ -319,6 +333,8 @@ class AsyncContainerProcess:
         return chunk
 
     async def read_all(self, timeout: float | None = None) -> bytes:
+        """As ContainerProcess.read_all."""
+
         async def everything() -> bytes:
             parts = []
             while chunk := await self.read():
@@ -331,12 +347,15 @@ class AsyncContainerProcess:
             raise TimeoutError(f"the process did not exit within {timeout}s") from None
 
     async def kill(self, signal_name: str = "TERM") -> None:
+        """As ContainerProcess.kill."""
         await self._send(_signal_frame(signal_name))
 
     async def resize(self, rows: int, cols: int) -> None:
+        """As ContainerProcess.resize."""
         await self._send(_frame("resize", rows=int(rows), cols=int(cols)))
 
     async def wait(self, timeout: float | None = None) -> int:
+        """The exit code (-1 if none came); SandboxError if the session broke, TimeoutError on `timeout`."""
         try:
             await asyncio.wait_for(self._out.exited.wait(), timeout)
         except TimeoutError:
@@ -346,6 +365,7 @@ class AsyncContainerProcess:
         return -1 if self._out.code is None else self._out.code
 
     async def close(self) -> None:
+        """Close the connection (the service kills what still runs) and let the reader task finish."""
         await self._ws.close()
         if self._reader is not None:
             await asyncio.wait([self._reader], timeout=5)

@@ -59,12 +59,14 @@ class QueueSink:
         self._stopped = threading.Event()
 
     def data(self, chunk: bytes) -> None:
+        """Queue a chunk, blocking the reader thread while `BUFFERED_CHUNKS` are unsent (until `stop`)."""
         while not self._credits.acquire(timeout=0.5):
             if self._stopped.is_set():
                 return
         self._put(chunk)
 
     def done(self, code: int | None, error: str | None) -> None:
+        """Queue the end of the session: (exit code, error)."""
         self._put((code, error))
 
     def _put(self, item: bytes | tuple[int | None, str | None]) -> None:
@@ -72,13 +74,16 @@ class QueueSink:
             self.loop.call_soon_threadsafe(self.items.put_nowait, item)
 
     def sent(self) -> None:
+        """One queued chunk reached the client: let the reader queue another."""
         self._credits.release()
 
     def stop(self) -> None:
+        """Release a reader blocked in `data` (the client left); later output is dropped."""
         self._stopped.set()
 
 
 def add_pty_route(app: FastAPI, service: EnvService, key_ok: Callable[[str | None], bool]) -> None:
+    """Mount the terminal websocket on `app`; `key_ok` checks the API key the client offers."""
     live: set[PtyProcess] = set()
 
     @app.websocket("/sandboxes/{sandbox_id}/exec/pty")

@@ -90,6 +90,7 @@ def _error_type(exc: BaseException) -> str | None:
 
 
 def as_service_error(exc: Exception, default: int = 500) -> ServiceError:
+    """Any exception as a ServiceError: Orchard errors get their HTTP status, the rest `default`."""
     if isinstance(exc, ServiceError):
         return exc
     status = next((code for cls, code in _STATUS if isinstance(exc, cls)), default)
@@ -124,9 +125,11 @@ class Record:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
     def touch(self, now: float) -> None:
+        """Push the expiry to `now + ttl`, never past the sandbox's hard deadline."""
         self.expires_at = min(now + self.ttl, self.deadline)
 
     def created(self) -> CreateSandboxResponse:
+        """The answer to the create request that made this sandbox."""
         return CreateSandboxResponse(
             sandbox_id=self.sandbox_id,
             namespace=self.namespace,
@@ -142,6 +145,7 @@ class Record:
         )
 
     def info(self) -> SandboxInfo:
+        """The sandbox in Orchard Env's wire shape."""
         return SandboxInfo(
             sandbox_id=self.sandbox_id,
             namespace=self.namespace,
@@ -188,6 +192,7 @@ class EnvService:
 
     # -- lookup ----------------------------------------------------------------------------------
     def record(self, sandbox_id: str) -> Record:
+        """The live record; a 404 ServiceError if unknown or past its TTL (whether or not reaped yet)."""
         record = self.records.get(sandbox_id)
         if record is None:
             raise ServiceError(404, f"Sandbox {sandbox_id} not found", "SandboxNotFound")
@@ -234,6 +239,7 @@ class EnvService:
         return record
 
     def fork(self, parent_id: str, parent: Sandbox, request: ForkRequest) -> Record:
+        """Register a fork of `parent`, made on the parent's lane after its queued commands."""
         sandbox_id = request.sandbox_id or uuid.uuid4().hex[:8]
         self._check_capacity(sandbox_id)
         source = self.record(parent_id)
@@ -322,6 +328,7 @@ class EnvService:
         record.ready.set()
 
     async def delete(self, sandbox_id: str) -> bool:
+        """Forget the sandbox, cancel its queued work and close it; False if it was unknown."""
         record = self.records.pop(sandbox_id, None)
         if record is None:
             return False
@@ -347,6 +354,7 @@ class EnvService:
         return len(expired)
 
     async def reap_forever(self) -> None:
+        """Delete expired sandboxes every `reap_interval`; a failed pass is logged, not fatal."""
         while True:
             await asyncio.sleep(self.settings.reap_interval)
             try:
@@ -355,6 +363,7 @@ class EnvService:
                 log.exception("reaper pass failed")
 
     def drop_snapshot(self, snapshot_id: str) -> bool:
+        """Forget the snapshot and free it in the background; False if it was unknown."""
         snapshot = self.snapshots.pop(snapshot_id, None)
         if snapshot is None:
             return False
@@ -364,6 +373,7 @@ class EnvService:
         return True
 
     async def shutdown(self) -> None:
+        """Let running tasks finish (30 s at most), then delete every sandbox and snapshot."""
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=30)
         self.lanes.shutdown()

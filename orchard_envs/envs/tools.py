@@ -23,6 +23,8 @@ class ActionError(OrchardError):
 
 @dataclass(frozen=True)
 class ToolCall:
+    """One call the model asked for: a tool's name and its parsed arguments."""
+
     name: str
     arguments: dict[str, Any]
 

@@ -47,6 +47,7 @@ class ReadReport:
 
     @property
     def skipped(self) -> int:
+        """How many lines were left out as invalid."""
         return len(self.invalid)
 
 
@@ -82,6 +83,7 @@ class EpisodeWriter:
             os.fsync(self._fd)
 
     def close(self) -> None:
+        """Close the file; safe to call twice."""
         with self._lock:
             if self._fd is not None:
                 os.close(self._fd)

@@ -46,6 +46,7 @@ class Completer:
         self.batcher = MicroBatcher(lambda prompts, sampling: self.generator.generate(prompts, sampling))
 
     def prompt_ids(self, request: ChatCompletionRequest) -> list[int]:
+        """The request rendered with the model's chat template, as token ids; a refusing template is a 400."""
         from jinja2 import TemplateError
 
         messages = [message.for_template() for message in request.messages]
@@ -57,6 +58,7 @@ class Completer:
         return list(self.generator.tokenizer.encode(text, add_special_tokens=False))
 
     def sampling(self, request: ChatCompletionRequest, prompt_tokens: int) -> Sampling:
+        """Sampling settings capped to the context room left; ContextOverflow if the prompt fills it."""
         room = self.generator.context_tokens - prompt_tokens
         if room < 1:
             raise ContextOverflow(
@@ -69,6 +71,7 @@ class Completer:
         return Sampling(min(wanted, room), temperature, top_p, request.seed, request.stops())
 
     async def complete(self, request: ChatCompletionRequest) -> dict[str, Any]:
+        """One chat completion in OpenAI's response shape; streaming and other models' names are refused."""
         if request.stream:
             raise APIError(
                 400, "streaming is not supported by orchard-serve: send stream false", param="stream"
@@ -101,6 +104,7 @@ class Completer:
         return response
 
     def choices(self, request: ChatCompletionRequest, generations: list[Generation]) -> list[dict[str, Any]]:
+        """OpenAI choices from generations: cut at stop strings, tool calls parsed by the chat template."""
         tools, stops = request.template_tools(), request.stops()
         decode = self.generator.tokenizer.decode
         out = []

@@ -18,6 +18,7 @@ app.info.no_args_is_help = False  # every option has a default: plain `orchard-s
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
+    """Exit with one line on stderr, prefixed `orchard-serve:`."""
     cli_fail("orchard-serve", message, code)
 
 
@@ -66,4 +67,5 @@ def serve(
 
 
 def main() -> None:
+    """The `orchard-serve` console script."""
     app()

@@ -31,21 +31,28 @@ class APIError(Exception):
         self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
 
     def body(self) -> dict[str, Any]:
+        """The error in OpenAI's JSON shape, which OpenAI clients parse into their exceptions."""
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
 
 class FunctionCall(BaseModel):
+    """A tool call's function; `arguments` is JSON text, as OpenAI sends it."""
+
     name: str
     arguments: str  # JSON text, as OpenAI sends it
 
 
 class ToolCall(BaseModel):
+    """A tool call in an assistant message."""
+
     id: str
     type: Literal["function"] = "function"
     function: FunctionCall
 
 
 class Message(BaseModel):
+    """A chat message; unknown fields are ignored, as OpenAI's API does."""
+
     model_config = ConfigDict(extra="ignore")
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
@@ -82,6 +89,8 @@ class Message(BaseModel):
 
 
 class FunctionSpec(BaseModel):
+    """A tool's name and JSON-schema parameters; extra keys pass through to the chat template."""
+
     model_config = ConfigDict(extra="allow")
 
     name: str
@@ -90,11 +99,15 @@ class FunctionSpec(BaseModel):
 
 
 class Tool(BaseModel):
+    """A tool offered to the model."""
+
     type: Literal["function"]
     function: FunctionSpec
 
 
 class ChatCompletionRequest(BaseModel):
+    """OpenAI's chat completion request, the fields orchard-serve honours; others are ignored."""
+
     model_config = ConfigDict(extra="ignore")
 
     model: str | None = None
@@ -129,6 +142,7 @@ class ChatCompletionRequest(BaseModel):
         return stop
 
     def stops(self) -> tuple[str, ...]:
+        """The stop strings as a tuple, whether sent as one string, a list or nothing."""
         return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
 
     def template_tools(self) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from orchard_envs.sandbox.spec import ExecResult, FileInfo, SandboxSpec, Session
 
 
 def new_sandbox_id() -> str:
+    """A fresh id, unique enough to name host folders and containers."""
     return "sb-" + uuid.uuid4().hex[:12]
 
 
@@ -56,6 +57,7 @@ class Sandbox(ABC):
     # -- lifecycle -------------------------------------------------------------------------------
     @property
     def closed(self) -> bool:
+        """Whether close() was called; calls on a closed sandbox raise."""
         return self._closed
 
     def close(self) -> None:
@@ -119,14 +121,16 @@ class Sandbox(ABC):
 
     # -- files -----------------------------------------------------------------------------------
     @abstractmethod
-    def read_file(self, path: str) -> bytes: ...
+    def read_file(self, path: str) -> bytes:
+        """The file's bytes; SandboxFileNotFound if absent, SandboxError for a directory."""
 
     @abstractmethod
     def write_file(self, path: str, data: bytes | str, mode: int = 0o644) -> None:
         """Write a file, creating parent directories."""
 
     @abstractmethod
-    def list_dir(self, path: str = ".") -> list[FileInfo]: ...
+    def list_dir(self, path: str = ".") -> list[FileInfo]:
+        """The entries of a directory; SandboxFileNotFound if absent."""
 
     def upload_tar(self, data: bytes, dest: str = ".") -> None:
         """Extract a tar archive (bytes) into `dest`, creating it.
@@ -160,12 +164,14 @@ class Sandbox(ABC):
             raise SandboxError(f"{what} failed: {(result.stderr or result.stdout).strip()}")
 
     def upload_dir(self, host_dir: str | Path, dest: str = ".") -> None:
+        """Copy a host directory's contents into `dest` (one tar, so one round trip)."""
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w") as tar:
             tar.add(str(host_dir), arcname=".")
         self.upload_tar(buf.getvalue(), dest)
 
     def download_dir(self, path: str, host_dir: str | Path) -> None:
+        """Copy `path`'s contents into a host directory; tar's "data" filter refuses unsafe members."""
         Path(host_dir).mkdir(parents=True, exist_ok=True)
         with tarfile.open(fileobj=io.BytesIO(self.download_tar(path))) as tar:
             tar.extractall(host_dir, filter="data")

@@ -231,6 +231,7 @@ class DockerSandbox(Sandbox):
         env: dict[str, str] | None = None,
         session: bool = True,
     ) -> ExecResult:
+        """As Sandbox.exec; a one-shot command (session=False) gets a fresh shell killed afterwards."""
         self._check_open()
         where = self.abspath(cwd) if cwd else None
         if session:
@@ -304,6 +305,7 @@ class DockerSandbox(Sandbox):
 
     # -- files -------------------------------------------------------------------------------------
     def read_file(self, path: str) -> bytes:
+        """Read through Docker's archive API, not a shell: works while the session is busy."""
         real, kind, _ = self._resolve(path)
         if kind == "none":
             raise SandboxFileNotFound(f"no such file in sandbox {self.id}: {self.abspath(path)}")
@@ -324,6 +326,7 @@ class DockerSandbox(Sandbox):
             raise SandboxError(f"cannot read {shown}: it changed while being read ({exc})") from None
 
     def write_file(self, path: str, data: bytes | str, mode: int = 0o644) -> None:
+        """Write through Docker's archive API, owned by the sandbox user; parents are created."""
         real, kind, parent_exists = self._resolve(path)
         if kind == "dir":
             raise SandboxError(f"cannot write {self.abspath(path)}: it is a directory")
@@ -335,6 +338,7 @@ class DockerSandbox(Sandbox):
             self._api.put_archive(self.container_id, parent, _file_tar(name, payload, mode, self.uid))
 
     def list_dir(self, path: str = ".") -> list[FileInfo]:
+        """As Sandbox.list_dir, listed by a helper run in the container."""
         real, kind, _ = self._resolve(path)
         base = self.abspath(path)
         if kind == "none":
@@ -359,6 +363,7 @@ class DockerSandbox(Sandbox):
         return sorted(infos, key=lambda info: info.name)
 
     def upload_tar(self, data: bytes, dest: str = ".") -> None:
+        """As Sandbox.upload_tar; members are owned by the sandbox user, not by root."""
         try:
             owned = owned_tar(data, self.uid)
         except tarfile.TarError as exc:
@@ -383,6 +388,7 @@ class DockerSandbox(Sandbox):
             self._api.put_archive(self.container_id, real, data)
 
     def download_tar(self, path: str = ".") -> bytes:
+        """As Sandbox.download_tar, through Docker's archive API."""
         real, kind, _ = self._resolve(path)
         if kind == "none":
             raise SandboxFileNotFound(f"no such file or directory in sandbox {self.id}: {self.abspath(path)}")
@@ -424,11 +430,13 @@ class DockerSandbox(Sandbox):
             list(pool.map(put, tars))
 
     def snapshot(self) -> Snapshot:
+        """A tar of each writable area (the whole file state on tmpfs volumes), with the session's state."""
         self._check_open()
         state = self._session_state()
         return Snapshot("docker", self.spec, state, self._capture())
 
     def fork(self) -> DockerSandbox:
+        """A new container restored from a snapshot of this one."""
         return self._backend.create(snapshot=self.snapshot())
 
     def _close(self) -> None:
@@ -659,6 +667,7 @@ class DockerBackend(Backend):
 
     @property
     def client(self) -> Any:
+        """The Docker client, made on first use (so constructing the backend needs no daemon)."""
         with self._lock:
             if self._client is None:
                 self._client = docker_client()
@@ -666,9 +675,11 @@ class DockerBackend(Backend):
 
     @property
     def api(self) -> Any:
+        """The low-level API client, whether we hold a high-level client or already the API one."""
         return getattr(self.client, "api", self.client)
 
     def create(self, spec: SandboxSpec | None = None, snapshot: Snapshot | None = None) -> DockerSandbox:
+        """As Backend.create; only snapshots taken by the docker backend can be restored."""
         if snapshot is not None:
             if snapshot.backend != "docker" or not isinstance(snapshot.payload, dict):
                 raise SandboxError(f"{snapshot} was not taken by the docker backend (or was dropped)")
@@ -693,6 +704,7 @@ class DockerBackend(Backend):
         snapshot.payload = None
 
     def close(self) -> None:
+        """Close the Docker client if this backend made it; a client passed in is the caller's."""
         if self._own_client and self._client is not None:
             self._client.close()
             self._client = None

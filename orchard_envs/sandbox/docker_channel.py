@@ -59,6 +59,7 @@ class ExecChannel:
         workdir: str | None = None,
         env: dict[str, str] | None = None,
     ) -> ExecChannel:
+        """Create and attach a `docker exec` of `argv` in the container."""
         created = api.exec_create(
             container_id, argv, stdin=stdin, stdout=True, stderr=True, tty=False,
             workdir=workdir, environment=env,
@@ -67,6 +68,7 @@ class ExecChannel:
 
     # Channel protocol ------------------------------------------------------------------------------
     def send(self, data: bytes) -> None:
+        """Write to the exec's stdin; ChannelClosed if the shell's stream already ended."""
         if self.check_before_send and self._readable.poll(0):  # cheap: notice a shell that died
             self._fill()
         if self._eof or self._closed:
@@ -97,6 +99,7 @@ class ExecChannel:
                 return []
 
     def close(self) -> None:
+        """Shut the stream down from the top, so no finaliser writes to a closed socket later."""
         if self._closed:
             return
         self._closed = True
@@ -132,6 +135,7 @@ class ExecChannel:
         return self._pid
 
     def running(self) -> bool:
+        """Whether Docker still reports the exec running; False when Docker cannot be asked."""
         try:
             return bool(self.api.exec_inspect(self.exec_id).get("Running"))
         except DOCKER_ERRORS:

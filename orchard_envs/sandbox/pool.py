@@ -69,6 +69,7 @@ class SandboxPool:
         return self._ready.qsize() >= self.size
 
     def close(self) -> None:
+        """Stop the filler and close every ready sandbox not yet handed out."""
         self._stopped.set()
         self._wanted.set()
         self._filler.join(timeout=30)

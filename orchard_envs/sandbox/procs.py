@@ -20,6 +20,7 @@ def _stat(pid: int) -> tuple[int, float] | None:
 
 
 def process_table() -> dict[int, tuple[int, float]]:
+    """A snapshot of /proc: pid -> (parent pid, start time since boot), for tree walks."""
     table = {}
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():

@@ -125,9 +125,11 @@ tell(exit=code)
 class Sink(Protocol):
     """Where a pty's output goes: the service forwards it to a websocket, a local caller buffers it."""
 
-    def data(self, chunk: bytes) -> None: ...
+    def data(self, chunk: bytes) -> None:
+        """A chunk of output."""
 
-    def done(self, code: int | None, error: str | None) -> None: ...
+    def done(self, code: int | None, error: str | None) -> None:
+        """The end: the exit code (None if unknown) and an error if the session broke."""
 
 
 class OutputBuffer:
@@ -141,10 +143,12 @@ class OutputBuffer:
 
     # -- the Sink side -----------------------------------------------------------------------------
     def data(self, chunk: bytes) -> None:
+        """Buffer a chunk; empty chunks are dropped, as b"" means the end to readers."""
         if chunk:
             self._chunks.put(chunk)
 
     def done(self, code: int | None, error: str | None) -> None:
+        """Record the exit once (later calls are ignored) and wake a blocked read."""
         if self._exited.is_set():
             return
         self._code, self._error = code, error
@@ -158,6 +162,7 @@ class OutputBuffer:
         return self._code if self._exited.is_set() else None
 
     def poll(self) -> int | None:
+        """The exit code if the process ended, else None; never blocks."""
         return self.returncode
 
     def read(self, timeout: float | None = None) -> bytes:
@@ -203,6 +208,7 @@ class PtyRequest:
     cols: int = 80
 
     def relay_command(self) -> str:
+        """The shell line that replaces the shell with the pty relay, configured for this request."""
         env = {"TERM": "xterm-256color", **self.env}
         config = {"argv": self.argv, "env": env, "cwd": self.cwd, "rows": self.rows, "cols": self.cols}
         return f"exec python3 -c {bash_quote(RELAY)} {bash_quote(json.dumps(config))}\n"
@@ -367,18 +373,23 @@ class PtyProcess:
 
     @property
     def returncode(self) -> int | None:
+        """As OutputBuffer.returncode."""
         return self._own_buffer().returncode
 
     def poll(self) -> int | None:
+        """As OutputBuffer.poll."""
         return self._own_buffer().poll()
 
     def read(self, timeout: float | None = None) -> bytes:
+        """As OutputBuffer.read; only for a process started without a sink of its own."""
         return self._own_buffer().read(timeout)
 
     def read_all(self, timeout: float | None = None) -> bytes:
+        """As OutputBuffer.read_all."""
         return self._own_buffer().read_all(timeout)
 
     def wait(self, timeout: float | None = None) -> int:
+        """As OutputBuffer.wait."""
         return self._own_buffer().wait(timeout)
 
 

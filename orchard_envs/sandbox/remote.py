@@ -38,6 +38,7 @@ class RemoteBackend(Backend):
 
     @property
     def url(self) -> str:
+        """The env service's address."""
         return self.client.url
 
     def extensions(self) -> frozenset[str]:
@@ -47,6 +48,7 @@ class RemoteBackend(Backend):
         return self._extensions
 
     def require(self, extension: str, what: str) -> None:
+        """SandboxError naming `what` when the service lacks `extension` (e.g. a plain Orchard Env server)."""
         if extension not in self.extensions():
             raise SandboxError(
                 f"the env service at {self.url} lacks the {extension!r} extension, so {what} is unavailable "
@@ -54,6 +56,7 @@ class RemoteBackend(Backend):
             )
 
     def session_supported(self) -> bool:
+        """Whether the service keeps shell sessions; warns once when it does not."""
         if "session" in self.extensions():
             return True
         if not self._warned_session:
@@ -67,6 +70,7 @@ class RemoteBackend(Backend):
         return False
 
     def create(self, spec: SandboxSpec | None = None, snapshot: Snapshot | None = None) -> RemoteSandbox:
+        """As Backend.create; restoring a snapshot needs the service's "snapshot" extension."""
         if snapshot is not None:
             if snapshot.backend != self.name:
                 raise ConfigError(f"{snapshot} was taken by the {snapshot.backend} backend, not by remote")
@@ -102,6 +106,7 @@ class RemoteBackend(Backend):
         self.client.delete_snapshot(snapshot.payload)
 
     def close(self) -> None:
+        """Close the HTTP client; sandboxes on the service live on until closed or expired."""
         self.client.close()
 
 
@@ -173,14 +178,17 @@ class RemoteSandbox(Sandbox):
 
     # -- files -----------------------------------------------------------------------------------
     def read_file(self, path: str) -> bytes:
+        """Download the file over HTTP (base64 in one answer: keep files small)."""
         self._check_open()
         return self._client.download_file(self.id, self.abspath(path))
 
     def write_file(self, path: str, data: bytes | str, mode: int = 0o644) -> None:
+        """Upload the file over HTTP."""
         self._check_open()
         self._client.upload_file(self.id, self.abspath(path), data, mode)
 
     def list_dir(self, path: str = ".") -> list[FileInfo]:
+        """List the directory over HTTP."""
         self._check_open()
         base = self.abspath(path)
         return [_file_info(entry, base) for entry in self._client.list_files(self.id, base)]
@@ -198,6 +206,7 @@ class RemoteSandbox(Sandbox):
 
     # -- state -----------------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
+        """A snapshot kept by the service (needs its "snapshot" extension); the session is not captured."""
         self._check_open()
         self._backend.require("snapshot", "snapshot()")
         reply = self._client.snapshot(self.id)
@@ -206,6 +215,7 @@ class RemoteSandbox(Sandbox):
         return snap
 
     def fork(self) -> RemoteSandbox:
+        """A fork made by the service (needs its "fork" extension)."""
         self._check_open()
         self._backend.require("fork", "fork()")
         info = self._client.fork(self.id, ttl=self.spec.ttl)

@@ -29,13 +29,15 @@ class ChannelClosed(SandboxError):
 class Channel(Protocol):
     """A bidirectional byte pipe to a bash process reading commands on its stdin."""
 
-    def send(self, data: bytes) -> None: ...
+    def send(self, data: bytes) -> None:
+        """Write bytes to the shell's stdin; ChannelClosed if it exited."""
 
     def recv(self, timeout: float) -> list[tuple[int, bytes]]:
         """Chunks as (STDOUT|STDERR, bytes) that arrived within `timeout`; raises ChannelClosed at EOF."""
         ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the pipe; safe to call twice."""
 
     # Optional: `kill()` SIGKILLs the shell itself; `exit_code` is the shell's status once it ended.
 
@@ -68,6 +70,7 @@ class CappedBuffer:
         self.total = 0
 
     def feed(self, data: bytes) -> None:
+        """Count `data`, keeping what fits in the head and the latest bytes of the tail."""
         self.total += len(data)
         room = self.head_cap - len(self.head)
         if room > 0:
@@ -80,9 +83,11 @@ class CappedBuffer:
 
     @property
     def truncated(self) -> bool:
+        """Whether bytes were dropped between head and tail."""
         return self.total > len(self.head) + min(len(self.tail), self.tail_cap)
 
     def text(self) -> str:
+        """The kept bytes as text, with a marker saying how much was omitted when truncated."""
         tail = bytes(self.tail[-self.tail_cap :]) if self.tail_cap else b""
         if not self.truncated:
             return (bytes(self.head) + tail).decode("utf-8", errors="replace")
@@ -161,6 +166,7 @@ class ShellSession:
         cwd: str | None = None,
         env: dict[str, str] | None = None,
     ) -> ExecResult:
+        """One command in the session (cwd, env for this call only); on timeout its processes are killed."""
         if not self.alive:
             raise ChannelClosed("the shell session has ended")
         marker = b"\x1eORCHARD" + secrets.token_hex(8).encode() + b" "
@@ -251,5 +257,6 @@ class ShellSession:
         self.close()
 
     def close(self) -> None:
+        """End the session; later runs raise ChannelClosed."""
         self.alive = False
         self.channel.close()

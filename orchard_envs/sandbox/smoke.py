@@ -12,6 +12,8 @@ from orchard_envs.sandbox import Sandbox, SandboxSpec, get_backend
 
 @dataclass
 class Check:
+    """One smoke check's outcome and how long it took (ms)."""
+
     backend: str
     name: str
     ok: bool

@@ -77,6 +77,7 @@ class ExecResult(BaseModel):
 
     @property
     def ok(self) -> bool:
+        """Exit code 0 and no timeout."""
         return self.exit_code == 0 and not self.timed_out
 
     @property

@@ -74,6 +74,7 @@ class CgroupSet:
             time.sleep(0.005)
 
     def pids(self) -> set[int]:
+        """Every pid in the sandbox's cgroups (none where cgroups are off)."""
         found: set[int] = set()
         for d in self.dirs:
             with contextlib.suppress(OSError):
@@ -81,6 +82,7 @@ class CgroupSet:
         return found
 
     def remove(self) -> None:
+        """Remove the cgroup directories, retrying while exiting tasks still hold them."""
         for d in self.dirs:
             for _ in range(100):  # exiting tasks may hold the group for a moment
                 try:

@@ -38,6 +38,7 @@ done
 
 
 def make_control(ctl_dir: Path) -> None:
+    """Create the control FIFO through which the sandbox's broker is asked for new shells."""
     os.mkfifo(ctl_dir / CONTROL, 0o600)
 
 
@@ -61,6 +62,7 @@ def reopen(pinned: int, flags: int) -> int:
 
 
 def open_fifo(folder: int, name: str, flags: int) -> int:
+    """Open the FIFO `name` under `folder` without following links (pin, then reopen that inode)."""
     pinned = pin_fifo(folder, name)
     try:
         return reopen(pinned, flags)
@@ -103,6 +105,7 @@ class FifoChannel:
             self._poll.register(fd, select.POLLIN | select.POLLHUP)
 
     def send(self, data: bytes) -> None:
+        """Write to the shell's stdin; ChannelClosed once the shell exited."""
         try:
             view = memoryview(data)
             while view:
@@ -111,6 +114,7 @@ class FifoChannel:
             raise ChannelClosed(f"shell exited: {exc}") from exc
 
     def recv(self, timeout: float) -> list[tuple[int, bytes]]:
+        """As shell.Channel.recv, over the stdout and stderr FIFOs."""
         if not self._fds:
             raise ChannelClosed("shell exited")
         chunks: list[tuple[int, bytes]] = []
@@ -130,6 +134,7 @@ class FifoChannel:
         return chunks
 
     def host_pid(self) -> int | None:
+        """The shell's pid on the host (found from its pid in the sandbox), or None if unknown or gone."""
         if self.nspid is None:
             return None
         return procs.find_by_nspid(self.root_pid, self.nspid)
@@ -142,6 +147,7 @@ class FifoChannel:
                 os.kill(pid, signal.SIGKILL)
 
     def close(self) -> None:
+        """Close every FIFO end; safe to call twice."""
         for fd in [*self._fds, getattr(self, "_in", None)]:
             if fd is not None:
                 with contextlib.suppress(OSError):

@@ -25,6 +25,7 @@ RESOLV_CONF = f"nameserver {DNS}\n"
 
 
 def require_slirp() -> str:
+    """The slirp4netns binary's path; BackendUnavailable, saying how to get it, when it is missing."""
     binary = shutil.which("slirp4netns")
     if binary is None:
         raise BackendUnavailable(
@@ -96,6 +97,7 @@ class SlirpNetwork:
         raise SandboxError(f"the sandbox's network (slirp4netns) did not come up: {error or 'timed out'}")
 
     def close(self) -> None:
+        """Stop slirp4netns (closing its exit pipe, then killing it) and reap it."""
         with contextlib.suppress(OSError):
             os.close(self._exit_write)
         with contextlib.suppress(ProcessLookupError):

@@ -36,6 +36,8 @@ REAP_INTERVAL = 30.0
 
 
 class LocalSandbox(Sandbox):
+    """A bubblewrap sandbox on this host; files are reached through its state directory, not a shell."""
+
     backend_name = "local"
 
     def __init__(
@@ -88,6 +90,7 @@ class LocalSandbox(Sandbox):
             procs.kill_started_since(pid, since)
 
     def warm(self) -> None:
+        """Start the persistent shell now, so the first command does not pay for it."""
         with self._session_lock:
             self._live_session()
 
@@ -107,6 +110,7 @@ class LocalSandbox(Sandbox):
         env: dict[str, str] | None = None,
         session: bool = True,
     ) -> ExecResult:
+        """As Sandbox.exec; a one-shot command (session=False) gets its own shell."""
         self._check_open()
         if not session:
             shell = self._shell()
@@ -130,6 +134,7 @@ class LocalSandbox(Sandbox):
         return resolve(self.abspath(path), self.areas, follow_last)
 
     def read_file(self, path: str) -> bytes:
+        """Read from the host side without following links; a FIFO or device is refused, not read."""
         shown = self.abspath(path)
         try:
             with parent_dir(self._locate(path)) as (parent, name):
@@ -150,6 +155,7 @@ class LocalSandbox(Sandbox):
             return handle.read()
 
     def write_file(self, path: str, data: bytes | str, mode: int = 0o644) -> None:
+        """Write from the host side without following links, only in the sandbox's writable area."""
         shown = self.abspath(path)
         payload = data.encode() if isinstance(data, str) else data
         flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -168,6 +174,7 @@ class LocalSandbox(Sandbox):
             os.fchmod(fd, mode)
 
     def list_dir(self, path: str = ".") -> list[FileInfo]:
+        """List from the host side without following links."""
         base = self.abspath(path)
         try:
             with parent_dir(self._locate(path)) as (parent, name):
@@ -185,10 +192,12 @@ class LocalSandbox(Sandbox):
             os.close(fd)
 
     def upload_tar(self, data: bytes, dest: str = ".") -> None:
+        """As Sandbox.upload_tar, after checking `dest` is in the writable area; tar runs inside."""
         self._locate(dest)  # the same writable-area rule as every other file call; tar runs inside
         super().upload_tar(data, dest)
 
     def download_tar(self, path: str = ".") -> bytes:
+        """As Sandbox.download_tar, after checking `path` is in the sandbox's area."""
         self._locate(path)
         return super().download_tar(path)
 
@@ -198,6 +207,7 @@ class LocalSandbox(Sandbox):
             return self._live_session().state()
 
     def snapshot(self) -> Snapshot:
+        """Copy the writable state to the backend's snapshot folder, with the session's state."""
         self._check_open()
         state = self._session_state()
         snap = Snapshot("local", self.spec, state, None)
@@ -207,6 +217,7 @@ class LocalSandbox(Sandbox):
         return snap
 
     def fork(self) -> LocalSandbox:
+        """A new sandbox launched from a copy of this one's writable state and session."""
         self._check_open()
         state = self._session_state()
         return self._backend.launch(self.spec, copy_from=self.storage.rw, session=state)
@@ -239,6 +250,7 @@ class LocalBackend(Backend):
         self.reap_expired()
 
     def create(self, spec: SandboxSpec | None = None, snapshot: Snapshot | None = None) -> LocalSandbox:
+        """As Backend.create; only snapshots taken by the local backend can be restored."""
         if snapshot is not None:
             if snapshot.backend != "local" or not snapshot.payload:
                 raise SandboxError(f"{snapshot} was not taken by the local backend")
@@ -248,6 +260,7 @@ class LocalBackend(Backend):
     def launch(
         self, spec: SandboxSpec, copy_from: Path | None = None, session: SessionState | None = None
     ) -> LocalSandbox:
+        """Start a sandbox, optionally seeded from a state copy and a session; reaps expired ones at times."""
         system_root(spec.image)  # validate early, before anything is mounted
         if time.monotonic() - self._last_reap > REAP_INTERVAL:
             self.reap_expired()
@@ -313,6 +326,7 @@ class LocalBackend(Backend):
         return reaped
 
     def drop_snapshot(self, snapshot: Snapshot) -> None:
+        """Delete the snapshot's copy of the state."""
         if snapshot.payload:
             shutil.rmtree(snapshot.payload, ignore_errors=True)
 

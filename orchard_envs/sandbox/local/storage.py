@@ -23,6 +23,7 @@ CAN_MOUNT = os.geteuid() == 0
 
 
 def default_state_root() -> Path:
+    """$ORCHARD_STATE_DIR/local, else /var/lib/orchard/local as root, else the user's cache."""
     configured = os.environ.get("ORCHARD_STATE_DIR")
     if configured:
         return Path(configured) / "local"
@@ -39,33 +40,41 @@ class Storage:
 
     @property
     def rw(self) -> Path:
+        """The size-capped tmpfs (a plain folder without root) that holds all writable state."""
         return self.root / "rw"
 
     @property
     def upper(self) -> Path:
+        """The overlay's upper layer: the work tree's changes (the whole tree without a base)."""
         return self.rw / "upper"
 
     @property
     def tmp(self) -> Path:
+        """The sandbox's /tmp."""
         return self.rw / "tmp"
 
     @property
     def home(self) -> Path:
+        """The sandbox's home directory."""
         return self.rw / "home"
 
     @property
     def ctl(self) -> Path:
+        """The control FIFOs' folder, seen inside as /.orchard; never copied into snapshots."""
         return self.rw / "ctl"
 
     @property
     def merged(self) -> Path:
+        """The overlay mount point: the base with the upper layer on top."""
         return self.root / "merged"
 
     @property
     def meta_path(self) -> Path:
+        """Where the sandbox's metadata (deadline and the like) is kept for reapers."""
         return self.root / "meta.json"
 
     def workspace(self, base: Path | None) -> Path:
+        """The work tree as the sandbox sees it: the overlay when mounted over a base, else `upper`."""
         return self.merged if base is not None and CAN_MOUNT else self.upper
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -92,11 +101,13 @@ class Storage:
                 _copy_tree(base, self.upper)
 
     def write_meta(self, **fields: object) -> None:
+        """Replace the metadata atomically, so a reaper never reads half a file."""
         tmp = self.meta_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(fields))
         tmp.replace(self.meta_path)
 
     def read_meta(self) -> dict:
+        """The metadata, or {} if missing or unreadable."""
         try:
             return json.loads(self.meta_path.read_text())
         except (OSError, ValueError):
@@ -133,5 +144,6 @@ def _run(argv: list[str], cwd: Path | None = None) -> None:
 
 
 def expired(meta: dict, now: float | None = None) -> bool:
+    """Whether the metadata's deadline passed; empty metadata is never expired."""
     return bool(meta) and meta.get("deadline", float("inf")) < (now or time.time())
 
