@@ -85,7 +85,8 @@ class Agent(ABC):
         return copy.copy(self)
 
     @abstractmethod
-    def act(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> AssistantTurn: ...
+    def act(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> AssistantTurn:
+        """The next assistant turn for the conversation so far; `tools` are the schemas the harness offers."""
 
 
 END_TOOLS = ("submit", "finish")  # the tool that ends an episode: SWE submits, Claw finishes with a reply
@@ -110,14 +111,17 @@ class ScriptedAgent(Agent):
         self._end: dict[str, Any] = end_action([])
 
     def start(self, context: EpisodeContext) -> None:
+        """Encode the plan for this episode with the harness's encoder; `act` then replays it."""
         self._encode = context.encode
         self._end = end_action(context.tool_names)
         self._turns = [context.encode(action) for action in self.plan(context)]
 
     def plan(self, context: EpisodeContext) -> list[dict[str, Any]]:
+        """The actions to play, in order; override it. The default only ends the episode."""
         return [end_action(context.tool_names)]
 
     def act(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> AssistantTurn:
+        """The next planned turn; once the plan ran out, the env's end action."""
         if self._turns:
             return self._turns.pop(0)
         assert self._encode is not None, "start() was not called"

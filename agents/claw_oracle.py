@@ -8,6 +8,7 @@ from orchard_envs.agents.base import EpisodeContext, ScriptedAgent
 
 
 def plan(task: Any, tool_names: list[str]) -> list[dict[str, Any]]:
+    """The Claw task's oracle actions: the plan that must score 1.00."""
     return [action.model_dump() for action in task.oracle]
 
 
@@ -17,4 +18,5 @@ class WrongAgent(ScriptedAgent):
     name = "wrong"
 
     def plan(self, context: EpisodeContext) -> list[dict[str, Any]]:
+        """The task's deliberately wrong actions, which the grader must not reward."""
         return [action.model_dump() for action in context.task.wrong]

@@ -36,5 +36,6 @@ class HFAgent(TokenPolicy):
             self.sampling["seed"] = seed
 
     def sample(self, prompt_ids: list[int]) -> Generation:
+        """Generate one turn from `prompt_ids`, seeded per (run seed, task, trial, turn)."""
         sampling = replace(self._sampling, seed=self.draw_seed())  # per (run seed, task, trial, turn)
         return self.generator.generate([prompt_ids], sampling)[0]

@@ -18,6 +18,8 @@ from orchard_envs.errors import ConfigError
 
 @dataclass(frozen=True)
 class Sampling:
+    """How to sample one generation; temperature 0 is greedy."""
+
     max_new_tokens: int = 512
     temperature: float = 0.0  # 0 = greedy
     top_p: float = 1.0
@@ -35,6 +37,8 @@ class Sampling:
 
 @dataclass
 class Generation:
+    """One sampled completion: token ids with their logprobs, and why it stopped."""
+
     token_ids: list[int]  # as sampled, the end-of-turn token included when the model emitted one
     logprobs: list[float]
     finish_reason: str  # "stop" (end token or stop string) or "length"

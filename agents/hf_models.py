@@ -62,6 +62,7 @@ def _in_hub_cache(model: str) -> bool:
 
 
 def embedded_gguf(name: str) -> Path:
+    """The path of a GGUF model shipped inside a Python package; ConfigError saying what to install."""
     package, filename = EMBEDDED[name]
     # found, not imported: the package's own __init__ needs the `llm` CLI plugin system
     spec = importlib.util.find_spec(package)

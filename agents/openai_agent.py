@@ -74,6 +74,7 @@ class OpenAIAgent(Agent):
         self.sampling = {key: value for key, value in options.items() if value is not None}
 
     def preflight(self) -> None:
+        """Fail early, with a ConfigError saying what to fix, when the model server cannot be reached."""
         import openai
 
         try:
@@ -91,10 +92,12 @@ class OpenAIAgent(Agent):
             pass  # some servers have no /models; the first real request will tell
 
     def start(self, context: EpisodeContext) -> None:
+        """Reset the turn count and seed draws for a new episode."""
         self._turn = 0
         self._draws = context.draws(self._seed)
 
     def act(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> AssistantTurn:
+        """One chat completion request; the seed is drawn per turn so that trials are independent."""
         request: dict[str, Any] = {"model": self.model, "messages": messages, **self.sampling}
         if tools:
             request["tools"] = tools

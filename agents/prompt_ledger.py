@@ -18,6 +18,8 @@ from orchard_envs.agents.chat_format import ChatFormat
 
 @dataclass(frozen=True)
 class Prompt:
+    """A rendered prompt; `extends_previous` says whether the last prompt's tokens were kept as-is."""
+
     token_ids: list[int]
     text: str
     extends_previous: bool | None  # None on the first turn
@@ -41,9 +43,11 @@ class PromptLedger:
     _own: list[_Generated] = field(default_factory=list)
 
     def reset(self) -> None:
+        """Forget the episode's prompts, for a new episode."""
         self._last_prompt, self._last_generated, self._own = None, None, []
 
     def prompt(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> Prompt:
+        """Render the prompt; when it extends the last one, reuse its tokens and the sampled ones as-is."""
         text = self.chat.render(self._with_raw_text(messages), tools, add_generation_prompt=True)
         previous, generated = self._last_prompt, self._last_generated
         if previous is not None and generated is not None:

@@ -33,6 +33,7 @@ class EpisodeDraws:
     trial: int = 0
 
     def seed(self, turn: int) -> int | None:
+        """The sampling seed of `turn`, or None when the run has no seed."""
         if self.run_seed is None:
             return None
         return draw_seed(self.run_seed, self.task_id, self.trial, turn)

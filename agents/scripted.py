@@ -37,6 +37,7 @@ class OracleAgent(ScriptedAgent):
     name = "oracle"
 
     def plan(self, context: EpisodeContext) -> list[dict[str, Any]]:
+        """The env's oracle plan for the task; ConfigError for an env without one."""
         if context.env_id not in ORACLE_PLANS:
             raise ConfigError(
                 f"no oracle for env {context.env_id!r}; envs with one: {', '.join(ORACLE_PLANS)}"
@@ -55,9 +56,11 @@ class ReplayAgent(Agent):
         self._next = 0
 
     def start(self, context: EpisodeContext) -> None:
+        """Replay from the first recorded turn."""
         self._next = 0
 
     def act(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> AssistantTurn:
+        """The next recorded assistant turn; ConfigError when the recording ran out."""
         if self._next >= len(self._recorded):
             raise ConfigError("the recorded episode has no more assistant turns to replay")
         message = self._recorded[self._next]
@@ -76,11 +79,13 @@ class RandomAgent(ScriptedAgent):
         self.rng, self.steps = random.Random(seed), steps
 
     def clone(self) -> RandomAgent:
+        """A copy with its own generator, so concurrent episodes do not share draws."""
         twin = copy.copy(self)
         twin.rng = copy.deepcopy(self.rng)  # each concurrent episode draws from its own generator
         return twin
 
     def plan(self, context: EpisodeContext) -> list[dict[str, Any]]:
+        """`steps` random calls of the env's tools, then the end action."""
         end = end_action(context.tool_names)
         names = [n for n in context.tool_names if n not in END_TOOLS] or [end["name"]]
         words = ["ls", "pwd", "cat README*", "x", "", "view", "/", "1"]

@@ -29,11 +29,13 @@ class TokenPolicy(Agent):
         self.draws = EpisodeDraws(run_seed)
 
     def clone(self) -> TokenPolicy:
+        """A copy sharing the model but with its own prompt ledger, for a concurrent episode."""
         twin = copy.copy(self)
         twin.ledger = PromptLedger(self.chat)  # the model is shared; the episode's prompts are not
         return twin
 
     def start(self, context: EpisodeContext) -> None:
+        """Reset the ledger, turn count and seed draws for a new episode."""
         self.ledger.reset()
         self.turn_index = 0
         self.draws = context.draws(self.run_seed)
@@ -43,9 +45,11 @@ class TokenPolicy(Agent):
         return self.draws.seed(self.turn_index)
 
     @abstractmethod
-    def sample(self, prompt_ids: list[int]) -> Generation: ...
+    def sample(self, prompt_ids: list[int]) -> Generation:
+        """Generate one turn from the prompt's token ids; the backend implements it."""
 
     def act(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> AssistantTurn:
+        """Sample a turn and parse it with the chat template; the ledger keeps the sampled tokens."""
         prompt = self.ledger.prompt(messages, tools)
         generation = self.sample(prompt.token_ids)
         self.turn_index += 1

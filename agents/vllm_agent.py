@@ -71,6 +71,7 @@ class VLLMAgent(TokenPolicy):
             self.sampling["seed"] = seed
 
     def sample(self, prompt_ids: list[int]) -> Generation:
+        """Generate one turn with vLLM; ContextOverflow when the prompt fills the window."""
         if len(prompt_ids) >= self._window:
             raise ContextOverflow(f"the prompt has {len(prompt_ids)} tokens; the window is {self._window}")
         request = self._tokens_prompt(prompt_token_ids=prompt_ids)

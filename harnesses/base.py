@@ -64,6 +64,8 @@ def end_tool(tools: list[dict[str, Any]]) -> str:
 
 
 class Harness(ABC):
+    """How a model talks to an env: the prompt, tools offered, parsing of replies and observations."""
+
     name: ClassVar[str]
 
     def __init__(
@@ -102,13 +104,15 @@ class Harness(ABC):
         return offered
 
     @abstractmethod
-    def parse(self, turn: AssistantTurn) -> list[Call] | FormatError: ...
+    def parse(self, turn: AssistantTurn) -> list[Call] | FormatError:
+        """The tool calls in a reply, or a FormatError to send back to the model."""
 
     @abstractmethod
     def observation(self, call: Call, observation: str) -> dict[str, Any]:
         """The message that shows the model what its action did."""
 
     def format_error(self, error: FormatError) -> dict[str, Any]:
+        """The message that tells the model what was wrong with its reply."""
         return {"role": "user", "content": f"Format error: {error.message}"}
 
     @abstractmethod

@@ -45,6 +45,7 @@ class ReactHarness(Harness):
     name = "react"
 
     def start(self, instruction: str, tools: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
+        """A system prompt listing the tool schemas as text, and the instruction."""
         schemas = "\n".join(json.dumps(tool["function"]) for tool in tools)
         return [
             {"role": "system", "content": REACT_SYSTEM.format(tools=schemas, end=end_tool(tools))},
@@ -52,9 +53,11 @@ class ReactHarness(Harness):
         ], tools
 
     def api_tools(self, offered: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """None: the tools are described in the prompt, not passed to the API."""
         return []
 
     def parse(self, turn: AssistantTurn) -> list[Call] | FormatError:
+        """The reply must end with exactly one <tool_call>{...}</tool_call> of JSON."""
         found = TOOL_CALL.findall(turn.content or "")
         if len(found) != 1:
             return FormatError(
@@ -69,10 +72,12 @@ class ReactHarness(Harness):
         return [Call({"name": call["name"], "arguments": call.get("arguments") or {}})]
 
     def observation(self, call: Call, observation: str) -> dict[str, Any]:
+        """The tool's output, clipped, in a <tool_response> user message."""
         content = clip(observation, self.observation_chars)
         return {"role": "user", "content": f"<tool_response>\n{content}\n</tool_response>"}
 
     def encode(self, action: Action) -> AssistantTurn:
+        """An action as the reply a model following this harness would write."""
         call = json.dumps({"name": action["name"], "arguments": action.get("arguments") or {}})
         return AssistantTurn(content=f"<tool_call>{call}</tool_call>")
 
@@ -83,6 +88,7 @@ class BashOnlyHarness(Harness):
     name = "bash-only"
 
     def check_tools(self, tools: list[dict[str, Any]]) -> None:
+        """ConfigError unless the env offers both 'bash' and 'submit'."""
         missing = {"bash", "submit"} - set(_names(tools))
         if missing:
             raise ConfigError(
@@ -91,14 +97,17 @@ class BashOnlyHarness(Harness):
             )
 
     def start(self, instruction: str, tools: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
+        """A system prompt for bash code blocks; only 'bash' and 'submit' are offered."""
         offered = [tool for tool in tools if tool["function"]["name"] in ("bash", "submit")]
         system = BASH_SYSTEM.format(sentinel=SUBMIT_SENTINEL)
         return [{"role": "system", "content": system}, {"role": "user", "content": instruction}], offered
 
     def api_tools(self, offered: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """None: the model replies with code blocks, not API tool calls."""
         return []
 
     def parse(self, turn: AssistantTurn) -> list[Call] | FormatError:
+        """Exactly one ```bash block: a command, or the submit sentinel."""
         blocks = BASH_BLOCK.findall(turn.content or "")
         if len(blocks) != 1:
             return FormatError(f"reply with exactly one ```bash code block; found {len(blocks)}")
@@ -108,9 +117,11 @@ class BashOnlyHarness(Harness):
         return [Call({"name": "bash", "arguments": {"command": command}})]
 
     def observation(self, call: Call, observation: str) -> dict[str, Any]:
+        """The command's output, clipped, as a user message."""
         return {"role": "user", "content": f"Output:\n{clip(observation, self.observation_chars)}"}
 
     def encode(self, action: Action) -> AssistantTurn:
+        """An action as a ```bash block; ConfigError for tools other than bash and submit."""
         if action["name"] == "submit":
             return AssistantTurn(content=f"```bash\n{SUBMIT_SENTINEL}\n```")
         if action["name"] != "bash":

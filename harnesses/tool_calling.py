@@ -23,11 +23,13 @@ class ToolCallingHarness(Harness):
     _end = "submit"
 
     def start(self, instruction: str, tools: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
+        """A system prompt naming the end tool, and the instruction; every tool is offered."""
         self._end = end_tool(tools)
         system = SYSTEM.format(end=self._end)
         return [{"role": "system", "content": system}, {"role": "user", "content": instruction}], tools
 
     def parse(self, turn: AssistantTurn) -> list[Call] | FormatError:
+        """The reply's API tool calls, arguments left as JSON text for the env to parse and explain."""
         if not turn.tool_calls:
             return FormatError(f"reply with a tool call (call `{self._end}` when you are done)")
         # Arguments stay as the model wrote them (JSON text): the env parses them and explains mistakes.
@@ -43,6 +45,7 @@ class ToolCallingHarness(Harness):
         ]
 
     def observation(self, call: Call, observation: str) -> dict[str, Any]:
+        """The tool's output, clipped, as a `tool` message answering the call's id."""
         return {
             "role": "tool",
             "tool_call_id": call.call_id,
@@ -50,6 +53,7 @@ class ToolCallingHarness(Harness):
         }
 
     def encode(self, action: Action) -> AssistantTurn:
+        """An action as an API tool call with a fresh call id."""
         call = {
             "id": f"call_{uuid.uuid4().hex[:12]}",
             "type": "function",

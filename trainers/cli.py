@@ -103,6 +103,7 @@ app.command("sft")(_sft)
 
 
 def main() -> None:
+    """The `orchard-train` console script."""
     app()
 
 

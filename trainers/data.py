@@ -26,12 +26,15 @@ class EpisodeFilter:
 
 @dataclass
 class Selection:
+    """The episodes chosen for training, and what was left out."""
+
     episodes: list[Episode] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     invalid: int = 0  # unreadable lines, each already warned about with file and line
     filtered_out: int = 0
 
     def summary(self) -> str:
+        """One line for the log: how many episodes, from how many files, how many left out."""
         return (
             f"{len(self.episodes)} episodes from {len(self.files)} file(s); "
             f"{self.filtered_out} filtered out, {self.invalid} invalid line(s) skipped"
@@ -59,6 +62,7 @@ def episode_files(patterns: Iterable[str]) -> list[Path]:
 
 
 def select_episodes(patterns: Iterable[str], keep: EpisodeFilter) -> Selection:
+    """The episodes of the files matching `patterns` that `keep` accepts; invalid lines are warned about."""
     selection = Selection(files=episode_files(patterns))
     for path in selection.files:
         report = ReadReport()

@@ -16,12 +16,15 @@ import torch
 
 @dataclass(frozen=True)
 class World:
+    """This process's rank and device in the (possibly one-process) training job."""
+
     rank: int
     size: int
     device: torch.device
 
     @property
     def is_main(self) -> bool:
+        """Rank 0, the process that logs and saves."""
         return self.rank == 0
 
 
@@ -66,10 +69,12 @@ def sync_gradients(module: Any, enabled: bool, world: World) -> None:
 
 
 def barrier(world: World) -> None:
+    """Wait for every rank; a no-op in a one-process run."""
     if world.size > 1:
         torch.distributed.barrier()
 
 
 def finish(world: World) -> None:
+    """Tear down the process group, if one was started."""
     if world.size > 1 and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()

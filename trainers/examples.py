@@ -54,6 +54,7 @@ class Example:
     replies: list[Reply] = field(default_factory=list)
 
     def append(self, ids: Iterable[int], reply_of: int | None = None) -> None:
+        """Add tokens; with `reply_of`, they are the reply of that message and may be trained on."""
         start = len(self.input_ids)
         self.input_ids += ids
         if reply_of is not None:
@@ -68,6 +69,7 @@ class Example:
         return mask
 
     def trained_tokens(self, trained: Collection[int] | None = None) -> int:
+        """Tokens of the replies trained on (all of them when `trained` is None)."""
         return sum(r.stop - r.start for r in self.replies if trained is None or r.message_index in trained)
 
 
@@ -80,9 +82,11 @@ class Tokenizer:
 
     @classmethod
     def of(cls, tokenizer: Any, end_ids: Iterable[int]) -> Tokenizer:
+        """A Tokenizer from a Hugging Face tokenizer and the model's end-of-turn token ids."""
         return cls(ChatFormat(tokenizer), frozenset(end_ids))
 
     def encode(self, text: str) -> list[int]:
+        """Token ids of `text`, without special tokens added."""
         return list(self.chat.tokenizer.encode(text, add_special_tokens=False))
 
 

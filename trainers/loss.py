@@ -94,6 +94,7 @@ class CausalLMLoss(nn.Module):
     ) -> torch.Tensor:
         # position ids that restart at 0 mark packed sequences: transformers builds a block-diagonal causal
         # mask for SDPA/eager, and varlen boundaries for flash attention, so sequences never see each other
+        """The next-token loss of packed rows; position ids restarting at 0 keep sequences apart."""
         outputs = self.model.get_decoder()(input_ids=input_ids, position_ids=position_ids, use_cache=False)
         return chunked_cross_entropy(
             outputs.last_hidden_state, self.model.get_output_embeddings(), labels, self.chunk

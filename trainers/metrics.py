@@ -21,6 +21,7 @@ class MetricsLog:
         self._board = _tensorboard(out)
 
     def write(self, row: dict[str, Any]) -> None:
+        """Append a row to metrics.jsonl (flushed) and its numbers to TensorBoard, if on."""
         self._file.write(json.dumps(row) + "\n")
         self._file.flush()
         if self._board is not None:
@@ -29,12 +30,14 @@ class MetricsLog:
                     self._board.add_scalar(f"train/{key}", value, row["step"])
 
     def close(self) -> None:
+        """Close metrics.jsonl and the TensorBoard writer."""
         self._file.close()
         if self._board is not None:
             self._board.close()
 
 
 def read_metrics(out: Path) -> list[dict[str, Any]]:
+    """The rows of `out`/metrics.jsonl."""
     path = Path(out) / "metrics.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
@@ -77,10 +80,12 @@ class Progress:
             self._bar.start()
 
     def update(self, row: dict[str, Any]) -> None:
+        """Show a step's loss, throughput and learning rate on the progress bar."""
         if self._bar is not None:
             status = f"loss {row['loss']:.4f}  {row['tokens_per_s']:,.0f} tok/s  lr {row['lr']:.2e}"
             self._bar.update(self._task, completed=row["step"], status=status)
 
     def close(self) -> None:
+        """Stop the progress bar."""
         if self._bar is not None:
             self._bar.stop()

@@ -17,22 +17,28 @@ from orchard_envs.trainers.loss import IGNORE
 
 @dataclass
 class Row:
+    """One training row: sequences packed end to end, position ids restarting at each."""
+
     input_ids: list[int] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
     position_ids: list[int] = field(default_factory=list)
 
     def add(self, ids: list[int], mask: list[bool]) -> None:
+        """Append a sequence; labels are shifted, and tokens with a False mask are not trained on."""
         self.input_ids += ids
         self.labels += [IGNORE] + [t if m else IGNORE for t, m in zip(ids[1:], mask[1:], strict=True)]
         self.position_ids += range(len(ids))
 
     @property
     def trained_tokens(self) -> int:
+        """Labels that count in the loss."""
         return sum(label != IGNORE for label in self.labels)
 
 
 @dataclass
 class Packed:
+    """Rows packed from examples, and what packing cut or dropped."""
+
     rows: list[Row]
     examples: int
     truncated_examples: int = 0
@@ -42,6 +48,7 @@ class Packed:
 
     @property
     def trained_tokens(self) -> int:
+        """Labels that count in the loss, over all rows."""
         return sum(row.trained_tokens for row in self.rows)
 
 

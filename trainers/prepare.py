@@ -19,6 +19,8 @@ from orchard_envs.trainers.packing import Packed, pack
 
 @dataclass
 class Prepared:
+    """The training data ready to train on, with the counts the run reports."""
+
     selection: Selection
     packed: Packed
     # trained tokens before packing, per mode for unresolved episodes: resolved_only (skip), all, credit
@@ -26,6 +28,7 @@ class Prepared:
     unresolved_episodes: int = 0
 
     def summary(self) -> dict[str, Any]:
+        """The data counts as a dict, for the log and the run's summary file."""
         packed = self.packed
         return {
             "selection": self.selection.summary(),

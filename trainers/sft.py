@@ -35,6 +35,8 @@ from orchard_envs.trainers.state import SaveAbandoned, prune_states, save_state,
 
 @dataclass
 class TrainResult:
+    """What a training run produced: where, how many steps, the last loss."""
+
     out: Path
     steps: int
     final_loss: float | None
@@ -53,12 +55,15 @@ class Schedule:
 
     @property
     def steps_per_epoch(self) -> int:
+        """Batches per pass over the rows (the last one may be short)."""
         return math.ceil(self.rows / self.batch_size)
 
     def total_steps(self, epochs: float, max_steps: int | None) -> int:
+        """`max_steps` if given, else enough steps for `epochs` (at least one)."""
         return max_steps or max(1, math.ceil(epochs * self.steps_per_epoch))
 
     def step_rows(self, step: int) -> list[int]:
+        """The rows of `step`: a shuffle per epoch, seeded, so a resumed run picks the same rows."""
         epoch, index = divmod(step, self.steps_per_epoch)
         order = list(range(self.rows))
         random.Random(self.seed * 100_003 + epoch).shuffle(order)
@@ -75,6 +80,7 @@ class Schedule:
 
 
 def train(config: SFTConfig) -> TrainResult:
+    """Train as `config` says, on one or more ranks; the process group is torn down either way."""
     world = init_world(config.device)
     try:
         return _train(config, world)
@@ -187,6 +193,7 @@ class StopRequest:
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
+        """Ctrl-C asks to stop at the next step while inside; only on the main thread."""
         if threading.current_thread() is not threading.main_thread():
             yield  # signal handlers are the main thread's; called from elsewhere, Ctrl-C works as before
             return

@@ -53,6 +53,7 @@ def unfinished_saves(out: Path) -> list[Path]:
 
 
 def remove_unfinished_saves(out: Path) -> list[Path]:
+    """Delete saves that a crash left half-written; returns what was removed."""
     removed = unfinished_saves(out)
     for folder in removed:
         shutil.rmtree(folder, ignore_errors=True)
@@ -120,6 +121,7 @@ def _alone(world: World) -> Iterator[None]:
 
 
 def saved_step(out: Path) -> int | None:
+    """The step of the latest complete save in `out`, or None."""
     found = state_dirs(out)
     return found[-1][0] if found else None
 

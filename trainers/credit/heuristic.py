@@ -285,6 +285,7 @@ class HeuristicScorer:
         self.error_streak = error_streak
 
     def score(self, episode: Episode) -> list[StepLabel]:
+        """One label per assistant message, from errors, repeats, reverts, error streaks and the ending."""
         scoring = _Scoring(episode)
         scoring.errors_and_repeats()
         scoring.regressions(scoring.reverts())

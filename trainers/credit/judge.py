@@ -55,6 +55,7 @@ class JudgeScorer:
         self.fallback = fallback or HeuristicScorer()
 
     def score(self, episode: Episode) -> list[StepLabel]:
+        """One label per assistant message, asking the judge model about `window` steps per request."""
         steps = parse_steps(episode)
         judged: dict[int, StepLabel] = {}
         problems: dict[int, str] = {}
@@ -81,6 +82,7 @@ class JudgeScorer:
         return labels
 
     def prompt(self, episode: Episode, steps: list[Step], window: list[Step]) -> list[dict[str, Any]]:
+        """The judge's messages for one window: task, outcome, earlier steps in brief, then the window."""
         meta = episode.metadata
         outcome = "resolved" if meta.resolved else "not resolved"
         parts = [

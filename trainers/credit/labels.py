@@ -21,6 +21,8 @@ SCORERS: dict[str, str] = {
 
 @dataclass(frozen=True)
 class StepLabel:
+    """The credit label of one assistant message, with a one-line reason."""
+
     message_index: int  # index into episode.messages of an assistant message
     label: StepLabelName
     critical: bool  # a mistake that derails the episode (cut point for the prefix policy)
@@ -34,6 +36,8 @@ class StepLabel:
 
 
 class StepScorer(Protocol):
+    """Assigns credit labels to an episode's steps (heuristic or judge)."""
+
     name: str
 
     def score(self, episode: Episode) -> list[StepLabel]:

@@ -58,11 +58,14 @@ class Counts:
         return f"{self.passed} passed, {self.failed} failed"
 
     def worse_than(self, before: Counts) -> bool:
+        """Whether a test run regressed against `before`: fewer passed, or more failed and none gained."""
         return self.passed < before.passed or (self.failed > before.failed and self.passed <= before.passed)
 
 
 @dataclass
 class Outcome:
+    """What a tool call achieved, as read from its observation."""
+
     failure: str | None = None  # why the call failed; None: it did not
     transient: bool = False  # a fault the service injected, not the agent's doing
     tests: Counts | None = None  # the counts of a test run

@@ -24,6 +24,8 @@ _harnesses: dict[str, Harness] = {}
 
 @dataclass
 class Call:
+    """One tool call of a step, with what it observed."""
+
     name: str
     arguments: dict[str, Any]
     key: str  # the tool and its canonical arguments: what "the same action" means
@@ -32,6 +34,8 @@ class Call:
 
 @dataclass
 class Step:
+    """One assistant message of an episode, as credit assignment sees it."""
+
     number: int  # 1-based, as reasons and the judge count steps
     index: int  # into episode.messages
     action: str  # the reply as the judge sees it: its text and its tool calls
