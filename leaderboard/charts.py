@@ -29,6 +29,7 @@ BOTTOM, BOTTOM_ROTATED = 50, 84  # room for the x ticks and label; more for slan
 
 
 def color(index: int) -> str:
+    """The palette colour of series `index`, cycling when there are more series than colours."""
     return PALETTE[index % len(PALETTE)]
 
 
@@ -79,9 +80,11 @@ class Frame:
         self.height = TOP + PLOT_H + bottom
 
     def y(self, value: float) -> float:
+        """The SVG y coordinate of `value` on this frame's axis (0 at the bottom, the top tick at the top)."""
         return TOP + self.plot_h * (1 - value / self.y_ticks[-1])
 
     def open(self, kind: str) -> list[str]:
+        """The opening SVG of a chart: its title and y-axis ticks."""
         parts = [
             f'<svg class="chart" data-chart="{escape(kind)}" viewBox="0 0 {self.width} {self.height}" '
             f'width="{self.width}" height="{self.height}" role="img" aria-label="{escape(self.title)}">',
@@ -105,6 +108,7 @@ class Frame:
         return parts
 
     def legend(self, names: Sequence[str], colors: Sequence[str]) -> list[str]:
+        """SVG legend entries right of the plot; long names are shortened, in full on hover."""
         x = LEFT + self.plot_w + 16
         parts = ['<g class="legend">']
         for index, (name, fill) in enumerate(zip(names, colors, strict=True)):

@@ -25,6 +25,7 @@ def list_everything() -> None:
 
 
 def main() -> None:
+    """The `orchard-bench` console script."""
     app()
 
 

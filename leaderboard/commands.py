@@ -32,6 +32,7 @@ SORT = typer.Option(
 
 
 def warn(message: str) -> None:
+    """A warning on stderr, prefixed with the program's name."""
     typer.echo(f"{PROGRAM}: warning: {message}", err=True)
 
 

@@ -33,6 +33,7 @@ class Run:
 
     @property
     def k(self) -> int:
+        """Trials per task of the run."""
         return self.summary.k
 
     @property

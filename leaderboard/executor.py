@@ -26,6 +26,8 @@ from orchard_envs.runner import run_episode
 
 @dataclass(frozen=True)
 class Job:
+    """One episode to run: a task and a trial number."""
+
     task_id: str
     trial: int
     category: str | None = None
@@ -49,12 +51,15 @@ class EpisodeFactory:
     shared_agent: Agent | None = None
 
     def env(self) -> gym.Env:
+        """A fresh env for one worker."""
         return gym.make(self.env_id, **self.env_kwargs)
 
     def harness(self) -> Harness:
+        """A fresh harness for one worker."""
         return get_harness(self.harness_name, **self.harness_options)
 
     def agent(self) -> Agent:
+        """An agent for one worker: a clone of the shared one (one model in memory), or a new one."""
         if self.shared_agent is not None:
             return self.shared_agent.clone()
         return get_agent(self.agent_name, **self.agent_options)
@@ -100,6 +105,7 @@ class EpisodeWorker:
         return episode, attempts
 
     def close(self) -> None:
+        """Close the worker's env and what it holds (sandboxes)."""
         self.env.close()
 
 

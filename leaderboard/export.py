@@ -26,6 +26,8 @@ DEFAULT_NAMES = {"swebench": "preds.json", "jsonl": "export.jsonl"}
 
 @dataclass(frozen=True)
 class Exported:
+    """Where an export went and how many rows it wrote."""
+
     path: Path
     written: int
     missing: int = 0  # instances without the requested trial (swebench only)

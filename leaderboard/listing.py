@@ -17,6 +17,7 @@ def _summary(target: str) -> str:
 
 
 def listing() -> str:
+    """The text of `orchard-bench list`: bundled suites, envs, harnesses and agents."""
     sections = {
         "suites": {name: f"{description} ({env_id})" for name, (env_id, description) in BUNDLED.items()},
         "envs": {env_id: _summary(target) for env_id, target in ENVIRONMENTS.items()},

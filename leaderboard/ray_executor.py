@@ -70,6 +70,7 @@ class EpisodeActor:
         return True
 
     def run(self, job: Job) -> tuple[Job, dict[str, Any], int]:
+        """Run one job on this actor, retrying infrastructure faults; the episode comes back as a row."""
         self.start()  # again after Ray restarted this actor in a new process
         assert self.worker is not None
         result = self.worker.run(job, self.max_infra_retries)  # no stop here: the driver stops handing out
@@ -78,6 +79,7 @@ class EpisodeActor:
         return job, episode.to_row(), attempts
 
     def close(self) -> None:
+        """Close the actor's worker, if it started one."""
         if self.worker is not None:
             self.worker.close()
 

@@ -119,6 +119,7 @@ class RunSummary:
     valid_call_ci: Interval | None = None  # the rows do not say (read without their transcripts)
 
     def to_dict(self) -> dict[str, Any]:
+        """The summary as plain JSON-ready data."""
         return asdict(self)
 
 

@@ -60,6 +60,7 @@ CREATE TABLE IF NOT EXISTS results (
 
 
 def identity(config: dict[str, Any]) -> str:
+    """A digest of the config keys that define a run, so a resume can refuse a different run."""
     picked = {key: config.get(key) for key in IDENTITY_KEYS}
     return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()
 
@@ -159,13 +160,16 @@ class ResultsStore:
 
     @property
     def config(self) -> dict[str, Any]:
+        """The run's config as stored when the run began."""
         return json.loads(self._meta()["config"])
 
     @property
     def created_at(self) -> str:
+        """When the run began, as stored ("" when not recorded)."""
         return self._meta().get("created_at", "")
 
     def done(self) -> set[tuple[str, int]]:
+        """The (task, trial) pairs already stored, which a resumed run skips."""
         with self._lock:
             return {(task, trial) for task, trial in self._db.execute("SELECT task_id, trial FROM results")}
 
@@ -219,6 +223,7 @@ class ResultsStore:
         return [row for row, _ in rows]
 
     def episodes(self) -> Iterator[Episode]:
+        """Every stored episode, read all at once under the lock, parsed lazily."""
         with self._lock:
             texts = [text for (text,) in self._db.execute(EPISODES_SQL)]
         for text in texts:
@@ -246,6 +251,7 @@ class ResultsStore:
         return target
 
     def close(self) -> None:
+        """Close the database and release the run's lock, if this store held it."""
         self._db.close()
         if self._run_lock is not None:
             self._run_lock.release()

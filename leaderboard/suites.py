@@ -18,6 +18,8 @@ BUNDLED = {
 
 @dataclass(frozen=True)
 class Task:
+    """One task of a suite: its id, category and split."""
+
     task_id: str
     category: str
     split: str | None
@@ -25,6 +27,8 @@ class Task:
 
 @dataclass(frozen=True)
 class Suite:
+    """A named list of tasks for one env; `version` changes whenever a task does."""
+
     name: str
     env_id: str
     tasks: tuple[Task, ...]

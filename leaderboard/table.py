@@ -31,6 +31,8 @@ FORMATS = ("table", "json", "csv", "md")
 
 @dataclass(frozen=True)
 class Column:
+    """One column of the leaderboard table: the record field, its title and how to show it."""
+
     key: str  # the record field, also what --sort accepts
     title: str
     numeric: bool
@@ -212,6 +214,7 @@ def rich_table(records: list[dict[str, Any]], title: str = "orchard-bench leader
 
 
 def to_json(records: list[dict[str, Any]]) -> str:
+    """The records as indented JSON, one trailing newline."""
     return json.dumps(records, indent=2) + "\n"
 
 

@@ -27,10 +27,12 @@ app.add_typer(claw, name="claw")
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
+    """Exit with one line on stderr, prefixed `orchard-tasks:`."""
     cli_fail("orchard-tasks", message, code)
 
 
 def log(message: str) -> None:
+    """Progress on stderr, so stdout stays for results."""
     typer.echo(message, err=True)
 
 
@@ -243,6 +245,7 @@ def run(
 
 
 def main() -> None:
+    """The `orchard-tasks` console script."""
     app()
 
 

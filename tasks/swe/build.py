@@ -38,6 +38,8 @@ BUILD_TTL = 1800.0  # one library builds in minutes; a killed build's sandbox is
 
 
 class LibrarySpec(BaseModel):
+    """One library to mine SWE tasks from: a pinned release, its sources and what to leave out."""
+
     model_config = ConfigDict(extra="forbid")
     name: str
     version: str
@@ -59,6 +61,8 @@ class LibrarySpec(BaseModel):
 
 
 class BuildConfig(BaseModel):
+    """The SWE builder's TOML config: limits, seed and the libraries; unknown keys are errors."""
+
     model_config = ConfigDict(extra="forbid")
     per_library: int = Field(10, gt=0)
     max_candidates: int = Field(150, gt=0)
@@ -75,6 +79,7 @@ class BuildConfig(BaseModel):
 
     @classmethod
     def load(cls, path: Path) -> BuildConfig:
+        """Read and validate a config file; every problem becomes a ConfigError naming the key."""
         try:
             return cls.model_validate(tomllib.loads(path.read_text()))
         except (OSError, tomllib.TOMLDecodeError) as exc:
@@ -179,6 +184,7 @@ def stable_tests(
 
 
 def mutation_sites(tree: PreparedTree, lib: LibrarySpec) -> list[Mutation]:
+    """The candidate mutations in the library's source files, skipping protected and excluded ones."""
     repo = tree.path / "repo"
     files = sorted({f for pattern in lib.sources for f in repo.glob(pattern) if f.is_file()})
     sites: list[Mutation] = []

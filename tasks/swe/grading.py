@@ -61,6 +61,8 @@ class TestRun(BaseModel):
 
 
 class GradeResult(BaseModel):
+    """The grade of one SWE episode: status, reward, the tests' report and the agent's diff."""
+
     status: Literal["resolved", "unresolved", "error"]
     reward: float
     reason: str = ""
@@ -113,6 +115,7 @@ class Canary:
         self.source = f"def {self.function}():\n    raise AssertionError('a canary: this test must fail')\n"
 
     def problem(self, statuses: dict[str, TestStatus]) -> str | None:
+        """Why the report cannot be trusted (the canary did not fail), or None if it can."""
         found = statuses.get(self.nodeid)
         if found == TestStatus.FAILED:
             return None

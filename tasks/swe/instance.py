@@ -87,6 +87,7 @@ class SWEInstance(BaseModel):
 
     @property
     def runnable(self) -> bool:
+        """Whether the instance has a source to build a sandbox from."""
         return self.source is not None
 
     def public_metadata(self) -> dict[str, Any]:
@@ -100,6 +101,7 @@ class SWEInstance(BaseModel):
         }
 
     def git_source_path(self) -> Path:
+        """The git source's path; a relative one is taken from the instance's origin (else the cwd)."""
         assert isinstance(self.source, GitSource)
         path = Path(self.source.path).expanduser()
         return path if path.is_absolute() else (self.origin or Path.cwd()) / path

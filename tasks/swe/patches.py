@@ -119,6 +119,7 @@ def file_sections(patch: str) -> list[tuple[set[str], str]]:
 
 
 def touched_files(patch: str) -> set[str]:
+    """Every path a unified diff touches (both sides of a rename); empty for an empty patch."""
     return set().union(*(paths for paths, _ in file_sections(patch))) if patch.strip() else set()
 
 

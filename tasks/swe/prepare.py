@@ -52,6 +52,7 @@ SHADOWED_HOOKS = ("sitecustomize.py", "usercustomize.py")
 
 
 def cache_root() -> Path:
+    """Where prepared SWE trees are cached."""
     return paths.cache_root() / "swe"
 
 
@@ -107,6 +108,7 @@ def walk_tree(root: str) -> list[list[object]]:
 
 
 def manifest_digest(entries: list[list[object]]) -> str:
+    """A digest of a tree's manifest entries, the tree's cache key."""
     return hashlib.sha256(json.dumps(entries, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -155,6 +157,7 @@ def _remove(folder: Path) -> None:
 
 
 def venv_requirements(instance: SWEInstance) -> list[str]:
+    """The instance's requirements plus the report plugin grading needs, unless already listed."""
     names = {re.split(r"[<>=!~\[; ]", r, maxsplit=1)[0].lower() for r in instance.requirements}
     return instance.requirements + ([] if "pytest-reportlog" in names else [REPORT_PLUGIN])
 

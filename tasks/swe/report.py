@@ -98,12 +98,15 @@ class TestsReport(BaseModel):
 
     @property
     def resolved(self) -> bool:
+        """No FAIL_TO_PASS test still fails and no PASS_TO_PASS test broke."""
         return not self.fail_to_pass_failure and not self.pass_to_pass_failure
 
 
 def verdict(
     statuses: dict[str, TestStatus], fail_to_pass: Iterable[str], pass_to_pass: Iterable[str]
 ) -> TestsReport:
+    """Test statuses against the FAIL_TO_PASS and PASS_TO_PASS lists; a missing test counts as failing."""
+
     def split(tests: Iterable[str]) -> tuple[list[str], list[str]]:
         tests = list(tests)
         return [t for t in tests if statuses.get(t) in PASSING], [
