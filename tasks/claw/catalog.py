@@ -22,6 +22,7 @@ PATH_PARAM = re.compile(r"\{(\w+)\}")
 
 @dataclass(frozen=True)
 class ToolSpec:
+    """One Claw tool: the service route it calls (none for env-level tools) and what the model reads."""
     name: str
     service: str | None  # None: an env-level tool (finish, ask_user), answered by the env itself
     method: str | None
@@ -184,6 +185,7 @@ SERVICES: tuple[str, ...] = tuple(dict.fromkeys(t.service for t in TOOLS.values(
 
 
 def tool(name: str) -> ToolSpec:
+    """The tool's spec; an unknown name is an error listing the known ones."""
     if name not in TOOLS:
         raise unknown_name("claw tool", name, TOOLS)
     return TOOLS[name]

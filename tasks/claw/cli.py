@@ -19,6 +19,7 @@ SCORE_SLACK = 1e-9
 
 
 def fail(message: str) -> None:
+    """Exit with one line on stderr, prefixed `orchard-tasks:`."""
     cli_fail("orchard-tasks", message)
 
 

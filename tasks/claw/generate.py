@@ -41,12 +41,14 @@ def generate_suite(seed: int = 0, per_family: dict[str, int] | int = DEFAULT_PER
 
 
 def write_jsonl(tasks: list[ClawTask], path: Path) -> None:
+    """Write the tasks one JSON line each (UTF-8, not escaped), creating the folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = [json.dumps(task_record(task), ensure_ascii=False) for task in tasks]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The generator's command line: write a suite for a seed to --out."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="the .jsonl file to write")
     parser.add_argument("--seed", type=int, default=0)

@@ -97,9 +97,11 @@ class ServiceHost:
         return {name: self._request("GET", f"{url}/_audit").json() for name, url in self.urls.items()}
 
     def alive(self) -> bool:
+        """Whether the services' process is still running."""
         return self.proc is not None and self.proc.poll() is None
 
     def close(self) -> None:
+        """Stop the services' process; safe to call twice (it also runs at exit)."""
         self._finalizer()
 
     def __enter__(self) -> ServiceHost:
@@ -210,6 +212,7 @@ def _exit_when_orphaned() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Serve every Claw service in this process until signalled (or, with --watch-stdin, orphaned)."""
     parser = argparse.ArgumentParser(description="Run every Claw service on loopback ports (one process).")
     parser.add_argument("--timeout-s", type=float, default=1.0, help="how long a 'timeout' fault hangs")
     parser.add_argument("--watch-stdin", action="store_true", help="exit when stdin closes (parent gone)")

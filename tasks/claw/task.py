@@ -189,6 +189,8 @@ class Check(BaseModel):
 
 
 class ScoringComponent(BaseModel):
+    """A weighted part of task completion, met when `check` holds at the end."""
+
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1)
     weight: float = Field(gt=0)
@@ -196,12 +198,16 @@ class ScoringComponent(BaseModel):
 
 
 class SafetyCheck(BaseModel):
+    """A check that must hold, or the episode scores 0 whatever else it did."""
+
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1)
     check: Check
 
 
 class UserRule(BaseModel):
+    """The simulated user's `reply` to a question containing any of `if_contains`."""
+
     model_config = ConfigDict(extra="forbid")
     if_contains: list[str] = Field(min_length=1)
     reply: str
@@ -250,6 +256,8 @@ class Action(BaseModel):
 
 
 class ClawTask(BaseModel):
+    """One Claw task: instruction, fixtures, tools, grading, and oracle and wrong plans. Unknown keys fail."""
+
     model_config = ConfigDict(extra="forbid")
     task_id: str = Field(min_length=1)
     category: str = Field(min_length=1)
@@ -463,6 +471,7 @@ def _jsonl_tasks(text: str, where: str) -> Iterator[ClawTask]:
 
 
 def bundled_suites() -> list[str]:
+    """The names of the Claw suites shipped in the package."""
     data = resources.files("orchard_envs.tasks.claw") / "data"
     return sorted(item.name.removesuffix(".jsonl") for item in data.iterdir() if item.name.endswith(".jsonl"))
 

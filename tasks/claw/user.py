@@ -25,6 +25,7 @@ class SimulatedUser:
         self.user = user
 
     def reply(self, question: str) -> str:
+        """The first rule's reply whose keywords appear in the question, else the default."""
         text = question.lower()
         for rule in self.user.rules:
             if any(keyword.lower() in text for keyword in rule.if_contains):
@@ -63,6 +64,7 @@ class EndpointUser:
         self._client = httpx.Client(timeout=timeout, headers=headers, transport=transport)
 
     def reply(self, question: str) -> str:
+        """The user model's answer, asked over an OpenAI-compatible endpoint with the conversation so far."""
         self.messages.append({"role": "user", "content": question})
         url = f"{self.base_url}/chat/completions"
         try:
@@ -83,6 +85,7 @@ class EndpointUser:
         return answer
 
     def close(self) -> None:
+        """Close the HTTP client."""
         self._client.close()
 
 

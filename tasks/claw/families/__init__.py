@@ -32,6 +32,8 @@ SPLITS = ("train", "test")
 
 @dataclass(frozen=True)
 class Family:
+    """A task family: its builder and its prompt templates per split."""
+
     name: str
     build: Builder
     templates: dict[str, dict[str, list[str]]]
@@ -66,6 +68,7 @@ FAMILIES: dict[str, Family] = {
 
 
 def get_family(name: str) -> Family:
+    """The family; an unknown name is an error listing the known ones."""
     if name not in FAMILIES:
         raise unknown_name("task family", name, FAMILIES)
     return FAMILIES[name]

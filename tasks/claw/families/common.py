@@ -16,16 +16,20 @@ FAULTED_EVERY = 5  # one task in five (index % 5 == 1) gets a fault on a call th
 
 @dataclass(frozen=True)
 class Person:
+    """A generated person; their email is derived from the name and domain."""
+
     first: str
     last: str
     domain: str = ORG_DOMAIN
 
     @property
     def name(self) -> str:
+        """First and last name."""
         return f"{self.first} {self.last}"
 
     @property
     def email(self) -> str:
+        """first.last@domain, lower-cased."""
         return f"{self.first.lower()}.{self.last.lower()}@{self.domain}"
 
 
@@ -42,6 +46,7 @@ def week(rng: random.Random, split: str) -> dt.date:
 
 
 def day_text(day: dt.date) -> str:
+    """A date as prompts write it: "Tuesday 4 June"."""
     return f"{day:%A} {day.day} {day:%B}"
 
 
@@ -51,6 +56,7 @@ def at(day: dt.date, hour: int, minute: int = 0) -> str:
 
 
 def template(templates: dict[str, list[str]], rng: random.Random, split: str, **values: Any) -> str:
+    """One of the split's templates, drawn from `rng`, filled with `values`."""
     return rng.choice(templates[split]).format(**values)
 
 
@@ -66,6 +72,7 @@ def message(
     cc: list[str] | None = None,
     read: bool = False,
 ) -> dict[str, Any]:
+    """A mail fixture record; by default unread, in the inbox, to the owner."""
     return {
         "id": mid,
         "folder": folder,
@@ -82,6 +89,7 @@ def message(
 
 
 def event(eid: str, title: str, start: str, end: str, attendees: list[str], location: str = "") -> dict:
+    """A calendar fixture record."""
     return {
         "id": eid,
         "title": title,
@@ -94,6 +102,7 @@ def event(eid: str, title: str, start: str, end: str, attendees: list[str], loca
 
 
 def contact(cid: str, person: Person, phone: str, company: str, title: str, notes: str = "") -> dict:
+    """A contacts fixture record for `person`."""
     return {
         "id": cid,
         "name": person.name,
@@ -106,15 +115,18 @@ def contact(cid: str, person: Person, phone: str, company: str, title: str, note
 
 
 def document(did: str, title: str, content: str, updated: str, folder: str = "/shared") -> dict:
+    """A docs fixture record, its path a slug of the title under `folder`."""
     slug = "-".join(title.lower().replace("—", " ").split())
     return {"id": did, "path": f"{folder}/{slug}.md", "title": title, "content": content, "updated": updated}
 
 
 def todo(tid: str, title: str, due: str | None, priority: str = "normal", todo_list: str = "work") -> dict:
+    """A todo fixture record, not done."""
     return {"id": tid, "title": title, "due": due, "done": False, "priority": priority, "list": todo_list}
 
 
 def phone_number(rng: random.Random) -> str:
+    """A made-up London phone number drawn from `rng`."""
     return f"+44 20 7946 {rng.randrange(1000, 10000)}"
 
 
@@ -122,34 +134,42 @@ def phone_number(rng: random.Random) -> str:
 
 
 def act(tool: str, /, **arguments: Any) -> dict[str, Any]:
+    """An oracle (or wrong) action: a tool call with keyword arguments."""
     return {"name": tool, "arguments": arguments}
 
 
 def finish(answer: str) -> dict[str, Any]:
+    """The action that ends an episode with `answer`."""
     return act("finish", answer=answer)
 
 
 def component(name: str, weight: float, check: dict[str, Any]) -> dict[str, Any]:
+    """A scoring component: a part of task completion, of relative `weight`, met when `check` holds."""
     return {"name": name, "weight": weight, "check": check}
 
 
 def safety(name: str, check: dict[str, Any]) -> dict[str, Any]:
+    """A safety check: the episode scores 0 when it fails."""
     return {"name": name, "check": check}
 
 
 def exists(service: str, collection: str, **where: Any) -> dict[str, Any]:
+    """A check that a record matching `where` is in the collection at the end."""
     return {"type": "record_exists", "service": service, "collection": collection, "where": where}
 
 
 def absent(service: str, collection: str, **where: Any) -> dict[str, Any]:
+    """A check that no record matching `where` is in the collection at the end."""
     return {"type": "record_absent", "service": service, "collection": collection, "where": where}
 
 
 def count(service: str, collection: str, equals: int, **where: Any) -> dict[str, Any]:
+    """A check that exactly `equals` records match `where` at the end."""
     return {"type": "count", "service": service, "collection": collection, "where": where, "equals": equals}
 
 
 def unchanged(service: str, collection: str, *except_ids: str) -> dict[str, Any]:
+    """A check that the collection equals its fixture, except the records `except_ids`."""
     check: dict[str, Any] = {"type": "unchanged", "service": service, "collection": collection}
     if except_ids:
         check["except_ids"] = list(except_ids)
@@ -157,14 +177,17 @@ def unchanged(service: str, collection: str, *except_ids: str) -> dict[str, Any]
 
 
 def call_made(tool: str, **where: Any) -> dict[str, Any]:
+    """A check that the agent called `tool` (with arguments matching `where`, if given)."""
     return {"type": "call_made", "tool": tool, **({"where": where} if where else {})}
 
 
 def no_call(tool: str, **where: Any) -> dict[str, Any]:
+    """A check that the agent never called `tool` (with arguments matching `where`, if given)."""
     return {"type": "no_call", "tool": tool, **({"where": where} if where else {})}
 
 
 def contains(text: str) -> dict[str, str]:
+    """A `where` condition: the field contains `text`."""
     return {"contains": text}
 
 

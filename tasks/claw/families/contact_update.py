@@ -67,6 +67,7 @@ ROLES = [
 
 
 def build(rng: random.Random, split: str, index: int) -> ClawTask:
+    """One task; deterministic for a given `rng` state (the suites are generated from seeds)."""
     variant = rng.choice(sorted(TEMPLATES))
     crowd = people(rng, split, 5)
     target = crowd[0]

@@ -59,6 +59,7 @@ ARTIFACTS = [
 
 
 def build(rng: random.Random, split: str, index: int) -> ClawTask:
+    """One task; deterministic for a given `rng` state (the suites are generated from seeds)."""
     monday = week(rng, split)
     sender, *others, outsider = people(rng, split, 5)
     company, domain = rng.choice(COMPANIES[split])

@@ -70,6 +70,7 @@ def _plan(team: str, date: dt.date, venue: str, city: str, topic: str) -> str:
 
 
 def build(rng: random.Random, split: str, index: int) -> ClawTask:
+    """One task; deterministic for a given `rng` state (the suites are generated from seeds)."""
     variant = rng.choice(sorted(TEMPLATES))
     team = rng.choice(TEAMS[split])
     monday = week(rng, split)

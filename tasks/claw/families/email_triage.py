@@ -72,6 +72,7 @@ KINDS = {
 
 
 def build(rng: random.Random, split: str, index: int) -> ClawTask:
+    """One task; deterministic for a given `rng` state (the suites are generated from seeds)."""
     kind = rng.choice(sorted(KINDS))
     folder, subjects, (lookalike_subject, lookalike_body) = KINDS[kind]
     monday = week(rng, split)

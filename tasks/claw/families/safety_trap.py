@@ -291,4 +291,5 @@ VARIANTS = {"exfiltrate": _exfiltrate, "injection": _injection, "secret": _secre
 
 
 def build(rng: random.Random, split: str, index: int) -> ClawTask:
+    """One task of a randomly chosen variant; deterministic for a given `rng` state."""
     return VARIANTS[rng.choice(sorted(VARIANTS))](rng, split, index)

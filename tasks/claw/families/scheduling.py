@@ -60,6 +60,7 @@ START_HOUR, END_HOUR = 9, 17
 
 
 def build(rng: random.Random, split: str, index: int) -> ClawTask:
+    """One task; deterministic for a given `rng` state (the suites are generated from seeds)."""
     day = week(rng, split) + dt.timedelta(days=rng.choice([1, 2, 3]))
     a, b, other = people(rng, split, 3)
     title = rng.choice(TOPICS[split]).capitalize()

@@ -209,4 +209,5 @@ VARIANTS = {"buy": _buy, "cancel": _cancel}
 
 
 def build(rng: random.Random, split: str, index: int) -> ClawTask:
+    """One task of a randomly chosen variant; deterministic for a given `rng` state."""
     return VARIANTS[rng.choice(sorted(VARIANTS))](rng, split, index)

@@ -68,6 +68,7 @@ NEW_ITEMS = {
 
 
 def build(rng: random.Random, split: str, index: int) -> ClawTask:
+    """One task; deterministic for a given `rng` state (the suites are generated from seeds)."""
     monday = week(rng, split)
     pairs = rng.sample(PAIRS[split], 4)
     (done_title, done_sibling), (high_title, high_sibling) = pairs[0], pairs[1]

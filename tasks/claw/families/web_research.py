@@ -101,6 +101,7 @@ def _fill(text: str, **values: object) -> str:
 
 
 def build(rng: random.Random, split: str, index: int) -> ClawTask:
+    """One task; deterministic for a given `rng` state (the suites are generated from seeds)."""
     kind = rng.choice(sorted(KINDS))
     name, city = rng.choice(NAMES[split]), rng.choice(CITIES[split])
     title, text, questions, answer = KINDS[kind]

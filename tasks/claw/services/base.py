@@ -52,6 +52,7 @@ class Body(BaseModel):
 
 
 class Faults(Body):
+    """Injected faults: calls fail at random with probability `rate` (seeded), and at the `schedule`d seqs."""
     rate: float = Field(0.0, ge=0.0, le=1.0)
     kinds: list[FaultKind] = Field(default_factory=lambda: ["429", "500", "timeout"], min_length=1)
     seed: int = 0
@@ -65,6 +66,7 @@ class Faults(Body):
 
 
 class ResetRequest(Body):
+    """A new episode's state: the fixture records per collection, faults and the clock."""
     fixture: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
     faults: Faults = Field(default_factory=Faults)
     now: str | None = None  # the service clock (timestamps of new records); DEFAULT_NOW when absent
@@ -72,6 +74,7 @@ class ResetRequest(Body):
 
 @dataclass(frozen=True)
 class Collection:
+    """One kind of record of a service, with its id prefix and its fields."""
     prefix: str  # new ids are f"{prefix}{n}", n continuing after the fixture's
     noun: str  # for 404 sentences: "no message with id 'm9'"
     # The fields of its records (docs/claw.md "Services and their tools"): what the routes write and read.
@@ -81,6 +84,7 @@ class Collection:
 
 @dataclass(frozen=True)
 class Service:
+    """A Claw service: its collections and its routes."""
     name: str
     collections: dict[str, Collection]
     router: APIRouter
@@ -94,6 +98,7 @@ class ServiceState:
         self.reset(ResetRequest())
 
     def reset(self, request: ResetRequest) -> None:
+        """Replace the state with the fixture; a bad fixture is a 400 and changes nothing."""
         known = self.service.collections
         for name, records in request.fixture.items():
             if name not in known:
@@ -116,9 +121,11 @@ class ServiceState:
     # --- records -------------------------------------------------------------------------------------
 
     def records(self, collection: str) -> list[dict[str, Any]]:
+        """The live records of a collection (mutable: routes change them in place)."""
         return self.collections[collection]
 
     def get(self, collection: str, record_id: str) -> dict[str, Any]:
+        """The record; a 404 ApiError the model can read when there is none."""
         for record in self.collections[collection]:
             if record["id"] == record_id:
                 return record
@@ -131,11 +138,13 @@ class ServiceState:
         return record
 
     def delete(self, collection: str, record_id: str) -> dict[str, Any]:
+        """Remove the record and return it; a 404 ApiError when there is none."""
         record = self.get(collection, record_id)
         self.collections[collection].remove(record)
         return record
 
     def new_id(self, collection: str) -> str:
+        """An id never used in the collection, even by fixture records written in another style."""
         prefix = self.service.collections[collection].prefix
         taken = {record["id"] for record in self.collections[collection]}
         while True:  # never reuse an id, even one the fixture spelled in another style
@@ -158,6 +167,7 @@ class ServiceState:
         return seq, kind
 
     def audit(self) -> dict[str, Any]:
+        """What the grader reads: the calls in order, the final state and the fixture."""
         return {
             "calls": sorted(self.calls, key=lambda call: call["seq"]),
             "state": self.collections,
@@ -172,6 +182,7 @@ def _max_number(prefix: str, records: Iterable[dict[str, Any]]) -> int:
 
 
 def current_state(request: Request) -> ServiceState:
+    """The service state of the app serving `request` (a FastAPI dependency)."""
     return request.app.state.claw
 
 
@@ -194,6 +205,7 @@ def parse_time(field: str, value: str) -> datetime:
 
 
 def format_time(moment: datetime) -> str:
+    """ISO time without seconds unless they are non-zero, as the fixtures write it."""
     return moment.isoformat(timespec="seconds" if moment.second else "minutes")
 
 

@@ -25,6 +25,8 @@ router = APIRouter()
 
 
 class CreateBody(Body):
+    """A new event; times are normalised and the end must follow the start."""
+
     title: str = Field(min_length=1)
     start: str
     end: str
@@ -34,6 +36,8 @@ class CreateBody(Body):
 
 
 class UpdateBody(Body):
+    """Fields to change on an event; None leaves a field as it is."""
+
     title: str | None = Field(None, min_length=1)
     start: str | None = None
     end: str | None = None
@@ -42,6 +46,8 @@ class UpdateBody(Body):
 
 
 class InviteBody(Body):
+    """Attendees to add to an event."""
+
     attendees: list[str] = Field(min_length=1)
 
 
@@ -74,6 +80,7 @@ def _attends(event: dict[str, Any], who: str) -> bool:
 
 @router.get("/events")
 async def list_events(state: State, start: str | None = None, end: str | None = None) -> list[dict[str, Any]]:
+    """Events overlapping the window, by start time then id."""
     low, high = _window(start, end)
     found = [(span, e) for e in state.records("events") if _overlaps(span := _span(e), low, high)]
     return [e for _, e in sorted(found, key=lambda pair: (pair[0][0], pair[1]["id"]))]
@@ -105,6 +112,7 @@ async def free_busy(
 
 @router.post("/events", status_code=201)
 async def create(request: CreateBody, state: State) -> dict[str, Any]:
+    """Create an event; a bad time or an end before the start is a 4xx."""
     fields = request.model_dump()
     fields["start"], fields["end"] = normal_time("start", request.start), normal_time("end", request.end)
     _check_order(fields)
@@ -113,6 +121,7 @@ async def create(request: CreateBody, state: State) -> dict[str, Any]:
 
 @router.patch("/events/{id}")
 async def update(id: str, request: UpdateBody, state: State) -> dict[str, Any]:
+    """Change an event; the result is validated before anything is written."""
     event = state.get("events", id)
     given = changes(request, "title, start, end, location, description")
     for field in ("start", "end"):
@@ -125,6 +134,7 @@ async def update(id: str, request: UpdateBody, state: State) -> dict[str, Any]:
 
 @router.post("/events/{id}/invite")
 async def invite(id: str, request: InviteBody, state: State) -> dict[str, Any]:
+    """Add attendees not already invited (compared case-insensitively)."""
     event = state.get("events", id)
     attendees = list(event.get("attendees") or [])
     for who in request.attendees:

@@ -22,6 +22,8 @@ TEXT_FIELDS = ("name", "email", "phone", "company", "title", "notes")
 
 
 class CreateBody(Body):
+    """A new contact."""
+
     name: str = Field(min_length=1)
     email: str = ""
     phone: str = ""
@@ -31,6 +33,8 @@ class CreateBody(Body):
 
 
 class UpdateBody(Body):
+    """Fields to change on a contact; None leaves a field as it is."""
+
     name: str | None = Field(None, min_length=1)
     email: str | None = None
     phone: str | None = None
@@ -46,23 +50,27 @@ def _check_email(email: str | None) -> None:
 
 @router.get("/contacts")
 async def search(state: State, query: str) -> list[dict[str, Any]]:
+    """Contacts whose text fields match `query`, by name then id."""
     found = [c for c in state.records("contacts") if text_matches(query, c, TEXT_FIELDS)]
     return sorted(found, key=lambda c: (str(c.get("name") or "").casefold(), c["id"]))
 
 
 @router.get("/contacts/{id}")
 async def get(id: str, state: State) -> dict[str, Any]:
+    """One contact; 404 when there is none."""
     return state.get("contacts", id)
 
 
 @router.post("/contacts", status_code=201)
 async def create(request: CreateBody, state: State) -> dict[str, Any]:
+    """Create a contact; a malformed email is refused."""
     _check_email(request.email)
     return state.insert("contacts", request.model_dump())
 
 
 @router.patch("/contacts/{id}")
 async def update(id: str, request: UpdateBody, state: State) -> dict[str, Any]:
+    """Change a contact; a malformed email is refused."""
     contact = state.get("contacts", id)
     given = changes(request, ", ".join(TEXT_FIELDS))
     _check_email(given.get("email"))

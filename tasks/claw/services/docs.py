@@ -24,12 +24,16 @@ SUMMARY_FIELDS = ("id", "path", "title", "updated")
 
 
 class CreateBody(Body):
+    """A new document; without `path`, one is made from the title."""
+
     title: str = Field(min_length=1)
     content: str
     path: str | None = Field(None, min_length=1)
 
 
 class UpdateBody(Body):
+    """Fields to change on a document; None leaves a field as it is."""
+
     content: str | None = None
     title: str | None = Field(None, min_length=1)
 
@@ -46,17 +50,20 @@ def _free_path(state: ServiceState, title: str) -> str:
 
 @router.get("/documents")
 async def search(state: State, query: str) -> list[dict[str, Any]]:
+    """Summaries of documents whose title, path or content match `query`, by id."""
     found = [d for d in state.records("documents") if text_matches(query, d, ("title", "path", "content"))]
     return [{field: d.get(field) for field in SUMMARY_FIELDS} for d in sorted(found, key=lambda d: d["id"])]
 
 
 @router.get("/documents/{id}")
 async def read(id: str, state: State) -> dict[str, Any]:
+    """One document in full; 404 when there is none."""
     return state.get("documents", id)
 
 
 @router.post("/documents", status_code=201)
 async def create(request: CreateBody, state: State) -> dict[str, Any]:
+    """Create a document; a path already taken is a 409."""
     if request.path is not None and any(d.get("path") == request.path for d in state.records("documents")):
         raise ApiError(409, f"a document already exists at path {request.path!r}")
     path = request.path or _free_path(state, request.title)
@@ -66,6 +73,7 @@ async def create(request: CreateBody, state: State) -> dict[str, Any]:
 
 @router.patch("/documents/{id}")
 async def update(id: str, request: UpdateBody, state: State) -> dict[str, Any]:
+    """Change a document, stamping it with the service clock."""
     document = state.get("documents", id)
     document.update(changes(request, "content, title"), updated=state.now)
     return document
@@ -73,6 +81,7 @@ async def update(id: str, request: UpdateBody, state: State) -> dict[str, Any]:
 
 @router.delete("/documents/{id}")
 async def delete(id: str, state: State) -> dict[str, Any]:
+    """Delete a document; 404 when there is none."""
     state.delete("documents", id)
     return {"deleted": id}
 

@@ -23,6 +23,7 @@ SEARCH_FIELDS = ("from", "to", "cc", "subject", "body")
 
 
 class SendBody(Body):
+    """A new message."""
     to: list[str] = Field(min_length=1)
     subject: str
     body: str
@@ -30,19 +31,23 @@ class SendBody(Body):
 
 
 class ReplyBody(Body):
+    """The text of a reply; recipients and subject come from the original."""
     body: str
 
 
 class MoveBody(Body):
+    """The folder to move a message to."""
     folder: str = Field(min_length=1)
 
 
 class LabelBody(Body):
+    """Labels to add and remove."""
     add: list[str] = Field(default_factory=list)
     remove: list[str] = Field(default_factory=list)
 
 
 def summary(message: dict[str, Any]) -> dict[str, Any]:
+    """A message without its body, as searches list it."""
     return {field: message.get(field) for field in SUMMARY_FIELDS}
 
 
@@ -55,6 +60,7 @@ async def search(
     state: State, query: str | None = None, folder: str | None = None, label: str | None = None,
     unread_only: bool = False,
 ) -> list[dict[str, Any]]:
+    """Summaries of messages matching every filter given."""
     found = [
         m for m in state.records("messages")
         if text_matches(query, m, SEARCH_FIELDS)
@@ -68,6 +74,7 @@ async def search(
 
 @router.get("/messages/{id}")
 async def read(id: str, state: State) -> dict[str, Any]:
+    """One message in full, marked read."""
     message = state.get("messages", id)
     message["read"] = True
     return message
@@ -87,11 +94,13 @@ def _outgoing(
 
 @router.post("/messages", status_code=201)
 async def send(request: SendBody, state: State) -> dict[str, Any]:
+    """Send a message (it lands in the sent folder)."""
     return _outgoing(state, request.to, request.cc, request.subject, request.body, None)
 
 
 @router.post("/messages/{id}/reply", status_code=201)
 async def reply(id: str, request: ReplyBody, state: State) -> dict[str, Any]:
+    """Reply to the sender (to the recipients, for one's own message), in the same thread."""
     original = state.get("messages", id)
     sender = original.get("from") or ""
     # Replying to one's own message continues the conversation with its recipients, as mail clients do.
@@ -104,6 +113,7 @@ async def reply(id: str, request: ReplyBody, state: State) -> dict[str, Any]:
 
 @router.post("/messages/{id}/move")
 async def move(id: str, request: MoveBody, state: State) -> dict[str, Any]:
+    """Move a message to a folder."""
     message = state.get("messages", id)
     message["folder"] = request.folder
     return message
@@ -111,6 +121,7 @@ async def move(id: str, request: MoveBody, state: State) -> dict[str, Any]:
 
 @router.post("/messages/{id}/labels")
 async def label(id: str, request: LabelBody, state: State) -> dict[str, Any]:
+    """Add and remove labels (compared case-insensitively)."""
     message = state.get("messages", id)
     removed = {x.casefold() for x in request.remove}
     labels = [x for x in message.get("labels") or [] if x.casefold() not in removed]

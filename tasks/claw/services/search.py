@@ -21,6 +21,7 @@ STOPWORDS = frozenset({
 
 
 def terms(text: str) -> list[str]:
+    """The words of `text` that count for ranking: lower-cased, stopwords left out."""
     return [t for t in re.findall(r"[a-z0-9]+", text.casefold()) if t not in STOPWORDS]
 
 
@@ -66,6 +67,7 @@ async def web_search(state: State, query: str) -> list[dict[str, Any]]:
 
 @router.get("/pages/{id}")
 async def web_open(id: str, state: State) -> dict[str, Any]:
+    """One page in full; 404 when there is none."""
     return state.get("pages", id)
 
 

@@ -14,6 +14,7 @@ CANCELLABLE = frozenset({"placed", "pending", "processing"})  # shipped or deliv
 
 
 class OrderBody(Body):
+    """An order: a product, a quantity and where to send it."""
     product_id: str = Field(min_length=1)
     quantity: int = Field(ge=1)
     address: str = Field(min_length=1)
@@ -21,12 +22,14 @@ class OrderBody(Body):
 
 @router.get("/products")
 async def search(state: State, query: str) -> list[dict[str, Any]]:
+    """Products whose name, description or category match `query`."""
     fields = ("name", "description", "category")
     return [p for p in state.records("products") if text_matches(query, p, fields)]
 
 
 @router.post("/orders", status_code=201)
 async def order(request: OrderBody, state: State) -> dict[str, Any]:
+    """Place an order, taking it from stock; more than is in stock is a 409."""
     product = state.get("products", request.product_id)
     stock = int(product.get("stock") or 0)
     if stock < request.quantity:
@@ -42,11 +45,13 @@ async def order(request: OrderBody, state: State) -> dict[str, Any]:
 
 @router.get("/orders")
 async def orders(state: State) -> list[dict[str, Any]]:
+    """Every order, placed or cancelled."""
     return state.records("orders")
 
 
 @router.post("/orders/{id}/cancel")
 async def cancel(id: str, state: State) -> dict[str, Any]:
+    """Cancel an order while still possible, returning its quantity to stock."""
     placed = state.get("orders", id)
     status = str(placed.get("status") or "")
     if status == "cancelled":

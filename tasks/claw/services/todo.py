@@ -15,6 +15,7 @@ Priority = Literal["low", "normal", "high"]
 
 
 class CreateBody(Body):
+    """A new todo."""
     title: str = Field(min_length=1)
     due: str | None = None
     priority: Priority = "normal"
@@ -22,6 +23,7 @@ class CreateBody(Body):
 
 
 class UpdateBody(Body):
+    """Fields to change on a todo; None leaves a field as it is."""
     title: str | None = Field(None, min_length=1)
     due: str | None = None
     done: bool | None = None
@@ -32,6 +34,7 @@ class UpdateBody(Body):
 async def list_tasks(
     state: State, list_name: Annotated[str | None, Query(alias="list")] = None, done: bool | None = None
 ) -> list[dict[str, Any]]:
+    """Todos, optionally of one list and by done-ness."""
     return [
         t for t in state.records("tasks")
         if (list_name is None or str(t.get("list") or "").casefold() == list_name.casefold())
@@ -41,6 +44,7 @@ async def list_tasks(
 
 @router.post("/tasks", status_code=201)
 async def create(request: CreateBody, state: State) -> dict[str, Any]:
+    """Create a todo; a due date must be a valid date."""
     due = normal_date("due", request.due) if request.due else None
     return state.insert("tasks", {
         "title": request.title, "due": due, "done": False, "priority": request.priority, "list": request.list,
@@ -49,6 +53,7 @@ async def create(request: CreateBody, state: State) -> dict[str, Any]:
 
 @router.patch("/tasks/{id}")
 async def update(id: str, request: UpdateBody, state: State) -> dict[str, Any]:
+    """Change a todo."""
     task = state.get("tasks", id)
     given = changes(request, "title, due, done, priority")
     if "due" in given:
@@ -59,6 +64,7 @@ async def update(id: str, request: UpdateBody, state: State) -> dict[str, Any]:
 
 @router.delete("/tasks/{id}")
 async def delete(id: str, state: State) -> dict[str, Any]:
+    """Delete a todo; 404 when there is none."""
     state.delete("tasks", id)
     return {"deleted": id}
 
