@@ -322,6 +322,7 @@ class AuditMiddleware:
         self.app, self.state, self.timeout_s = app, state, timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass control routes (`/_...`) and non-HTTP traffic through; audit (or fault) the rest."""
         if scope["type"] != "http" or scope["path"].startswith("/_"):
             await self.app(scope, receive, send)
             return
