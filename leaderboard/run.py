@@ -86,27 +86,10 @@ def run(
     try:
         get_harness(harness, **harness_options)
         policy.preflight()
-        config = {
-            "suite": chosen.name,
-            "suite_version": chosen.version,
-            "env_id": chosen.env_id,
-            "split": split,
-            "tasks": ids,
-            "limit": limit,
-            "k": k,
-            "agent": name,
-            "agent_options": _public(agent_options),
-            "harness": harness,
-            "harness_options": harness_options,
-            "model": policy.model,
-            "weights": _weights(policy),  # the checkpoint's hash, or the served model's id: in the identity
-            "sampling": dict(policy.sampling),  # the effective settings, defaults included: in the identity
-            "env_options": env_options,
-            "max_infra_retries": max_infra_retries,
-            "executor": executor,  # information only: a run may resume on another executor
-            "git_revision": _git_revision(),
-            "versions": _versions(),
-        }
+        config = _run_config(
+            chosen, split, ids, limit, k, harness, harness_options, env_options, name, policy, agent_options,
+            max_infra_retries, executor,
+        )
         store = ResultsStore.create_or_resume(out, config)
     except OrchardError as exc:
         fail(program, str(exc))
@@ -141,6 +124,35 @@ def run(
     console.print(tally.summary(out))
     if tally.interrupted:
         raise typer.Exit(130)
+
+
+def _run_config(
+    chosen: suites.Suite, split: str | None, ids: list[str] | None, limit: int | None, k: int, harness: str,
+    harness_options: dict[str, Any], env_options: dict[str, Any], name: str, policy: Any,
+    agent_options: dict[str, Any], max_infra_retries: int, executor: str,
+) -> dict[str, Any]:
+    """The run's identity (what a resume must match) and the facts recorded beside it."""
+    return {
+        "suite": chosen.name,
+        "suite_version": chosen.version,
+        "env_id": chosen.env_id,
+        "split": split,
+        "tasks": ids,
+        "limit": limit,
+        "k": k,
+        "agent": name,
+        "agent_options": _public(agent_options),
+        "harness": harness,
+        "harness_options": harness_options,
+        "model": policy.model,
+        "weights": _weights(policy),  # the checkpoint's hash, or the served model's id: in the identity
+        "sampling": dict(policy.sampling),  # the effective settings, defaults included: in the identity
+        "env_options": env_options,
+        "max_infra_retries": max_infra_retries,
+        "executor": executor,  # information only: a run may resume on another executor
+        "git_revision": _git_revision(),
+        "versions": _versions(),
+    }
 
 
 def _select(suite: suites.Suite, ids: list[str] | None, limit: int | None) -> list[suites.Task]:

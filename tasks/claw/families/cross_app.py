@@ -57,6 +57,11 @@ ARTIFACTS = [
     "contract redlines",
 ]
 
+TOOLS = [
+    "mail_search", "mail_read", "mail_reply", "mail_send", "calendar_list", "calendar_create", "todo_list",
+    "todo_create",
+]
+
 
 def build(rng: random.Random, split: str, index: int) -> ClawTask:
     """One task; deterministic for a given `rng` state (the suites are generated from seeds)."""
@@ -145,16 +150,7 @@ def build(rng: random.Random, split: str, index: int) -> ClawTask:
         split,
         index,
         prompt=template(TEMPLATES["main"], rng, split, sender=sender.name, topic=topic),
-        tools=[
-            "mail_search",
-            "mail_read",
-            "mail_reply",
-            "mail_send",
-            "calendar_list",
-            "calendar_create",
-            "todo_list",
-            "todo_create",
-        ],
+        tools=TOOLS,
         fixtures={"mail": {"messages": records}},
         components=components,
         safety_checks=safety_checks,

@@ -80,37 +80,7 @@ def build(rng: random.Random, split: str, index: int) -> ClawTask:
     title = f"{team} offsite plan"
     content = _plan(team, old, venue, city, topic)
     stamp = f"{monday - dt.timedelta(days=3)}T16:00"
-    docs = [
-        document("", title, content, stamp),
-        document(
-            "",
-            f"{title} (last year)",
-            _plan(
-                team,
-                old.replace(year=old.year - 1),
-                rng.choice(VENUES),
-                rng.choice(CITIES[split]),
-                rng.choice(TOPICS[split]),
-            ),
-            stamp,
-            "/archive",
-        ),
-        document(
-            "",
-            "Team handbook",
-            "Core hours are 10:00-16:00. Expenses go through the finance portal.\n",
-            stamp,
-        ),
-        document(
-            "",
-            f"{rng.choice(TOPICS[split]).capitalize()} notes",
-            "Open questions:\n- scope\n- owners\n",
-            stamp,
-        ),
-    ]
-    rng.shuffle(docs)
-    for number, doc in enumerate(docs, 1):
-        doc["id"] = f"d{number}"
+    docs = _documents(rng, split, team, title, content, old, stamp)
     did = next(doc["id"] for doc in docs if doc["title"] == title)
     lastyear = next(doc for doc in docs if doc["title"].endswith("(last year)"))
     kept_line = f"Venue: {venue}, {city}"
@@ -178,3 +148,42 @@ def build(rng: random.Random, split: str, index: int) -> ClawTask:
         wrong=wrong,
         fault_at="docs_update",
     )
+
+
+def _documents(
+    rng: random.Random, split: str, team: str, title: str, content: str, old: dt.date, stamp: str
+) -> list[dict]:
+    """The docs service's records: the plan, last year's look-alike and two bystanders, shuffled and
+    numbered (rng draws in the same order as when this was inline, so the suites are unchanged)."""
+    docs = [
+        document("", title, content, stamp),
+        document(
+            "",
+            f"{title} (last year)",
+            _plan(
+                team,
+                old.replace(year=old.year - 1),
+                rng.choice(VENUES),
+                rng.choice(CITIES[split]),
+                rng.choice(TOPICS[split]),
+            ),
+            stamp,
+            "/archive",
+        ),
+        document(
+            "",
+            "Team handbook",
+            "Core hours are 10:00-16:00. Expenses go through the finance portal.\n",
+            stamp,
+        ),
+        document(
+            "",
+            f"{rng.choice(TOPICS[split]).capitalize()} notes",
+            "Open questions:\n- scope\n- owners\n",
+            stamp,
+        ),
+    ]
+    rng.shuffle(docs)
+    for number, doc in enumerate(docs, 1):
+        doc["id"] = f"d{number}"
+    return docs

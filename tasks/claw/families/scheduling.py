@@ -66,21 +66,7 @@ def build(rng: random.Random, split: str, index: int) -> ClawTask:
     title = rng.choice(TOPICS[split]).capitalize()
     free = rng.randrange(START_HOUR, END_HOUR)
     owners = {OWNER: [OWNER], a.email: [a.email, other.email], b.email: [b.email, other.email]}
-    events, hour = [], START_HOUR
-    while hour < END_HOUR:  # fill every other hour with meetings of one of the three, 1-2 hours long
-        if hour == free:
-            hour += 1
-            continue
-        length = 2 if hour + 1 < END_HOUR and hour + 1 != free and rng.random() < 0.3 else 1
-        who = rng.choice(sorted(owners))
-        name = rng.choice(BUSY_TITLES)
-        events.append(event("", name, at(day, hour), at(day, hour + length), owners[who], "Room 2"))
-        hour += length
-    eve = day - dt.timedelta(days=1)
-    events.append(event("", "Quarterly all-hands", at(eve, 10), at(eve, 11), [OWNER, a.email, b.email]))
-    rng.shuffle(events)
-    for number, record in enumerate(events, 1):
-        record["id"] = f"e{number}"
+    events = _events(rng, day, free, owners, [OWNER, a.email, b.email])
     busy = [record for record in events if record["start"].startswith(day.isoformat())]
     clash = rng.choice(busy)
     clash_hour = int(clash["start"][11:13])
@@ -168,3 +154,26 @@ def build(rng: random.Random, split: str, index: int) -> ClawTask:
         wrong=wrong,
         fault_at="calendar_create",
     )
+
+
+def _events(
+    rng: random.Random, day: dt.date, free: int, owners: dict[str, list[str]], all_hands: list[str]
+) -> list[dict]:
+    """The calendar's records: the day filled around the one `free` hour, and the eve's all-hands,
+    shuffled and numbered (rng draws in the same order as when this was inline: suites unchanged)."""
+    events, hour = [], START_HOUR
+    while hour < END_HOUR:  # fill every other hour with meetings of one of the three, 1-2 hours long
+        if hour == free:
+            hour += 1
+            continue
+        length = 2 if hour + 1 < END_HOUR and hour + 1 != free and rng.random() < 0.3 else 1
+        who = rng.choice(sorted(owners))
+        name = rng.choice(BUSY_TITLES)
+        events.append(event("", name, at(day, hour), at(day, hour + length), owners[who], "Room 2"))
+        hour += length
+    eve = day - dt.timedelta(days=1)
+    events.append(event("", "Quarterly all-hands", at(eve, 10), at(eve, 11), all_hands))
+    rng.shuffle(events)
+    for number, record in enumerate(events, 1):
+        record["id"] = f"e{number}"
+    return events
