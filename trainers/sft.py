@@ -14,7 +14,6 @@ import json
 import math
 import random
 import signal
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -28,6 +27,15 @@ from orchard_envs.errors import ConfigError
 from orchard_envs.trainers.config import SFTConfig
 from orchard_envs.trainers.distributed import World, finish, init_world, shard, sync_gradients
 from orchard_envs.trainers.loss import CausalLMLoss
+from orchard_envs.trainers.model_setup import (
+    check_out,
+    configured_eos,
+    loaded,
+    lora_config,
+    notice,
+    resumable,
+    torch_dtype,
+)
 from orchard_envs.trainers.packing import Row
 from orchard_envs.trainers.prepare import Prepared, prepare
 from orchard_envs.trainers.state import SaveAbandoned, prune_states, save_state, saved_step
@@ -98,14 +106,14 @@ def _train(config: SFTConfig, world: World) -> TrainResult:
     from orchard_envs.trainers.state import export_checkpoint, load_state
 
     out = Path(config.out)
-    _check_out(out, config.resume, world)
+    check_out(out, config.resume, world)
     torch.manual_seed(config.seed)
     path = resolve_model(config.model)
-    tokenizer = _loaded(config.model, AutoTokenizer.from_pretrained, path)
-    end_ids = end_token_ids(tokenizer, _configured_eos(path))
+    tokenizer = loaded(config.model, AutoTokenizer.from_pretrained, path)
+    end_ids = end_token_ids(tokenizer, configured_eos(path))
     # the data first: a mistake in the episodes or filters shows before a large model loads
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(end_ids)
-    data = prepare(config, _loaded(config.model, Tokenizer.of, tokenizer, end_ids), pad_id, _scorer(config))
+    data = prepare(config, loaded(config.model, Tokenizer.of, tokenizer, end_ids), pad_id, _scorer(config))
     if not data.packed.rows:
         raise ConfigError(_nothing_to_train(data, config))
     if world.is_main and data.packed.truncated_examples:
@@ -120,7 +128,8 @@ def _train(config: SFTConfig, world: World) -> TrainResult:
     schedule = Schedule(len(data.packed.rows), config.batch_size, config.micro_batch_size, config.seed)
     total = schedule.total_steps(config.epochs, config.max_steps)
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(config.warmup_ratio * total), total)
-    start = load_state(out, module, optimizer, scheduler, world) if _resumable(out, config, world) else 0
+    resuming = resumable(out, config.resume, world)
+    start = load_state(out, module, optimizer, scheduler, world) if resuming else 0
     if start > total:
         raise ConfigError(
             f"the saved state is at step {start}, past this run's {total} steps; raise --max-steps"
@@ -222,11 +231,6 @@ class StopRequest:
             notice("stopping: finishing this step and saving its state (Ctrl-C again to abandon)")
 
 
-def notice(message: str) -> None:
-    """One line for the person at the terminal, on stderr (stdout holds the JSON report)."""
-    print(f"orchard-train: {message}", file=sys.stderr, flush=True)
-
-
 def _nothing_to_train(data: Prepared, config: SFTConfig) -> str:
     """Why no row was packed, in words: every example cut before its first reply, or nothing selected."""
     packed = data.packed
@@ -262,9 +266,9 @@ def _model(config: SFTConfig, path: str, world: World) -> tuple[Any, CausalLMLos
     from transformers import AutoModelForCausalLM
 
     load = AutoModelForCausalLM.from_pretrained
-    dtype = _dtype(config.dtype, world.device)
-    model = _loaded(config.model, load, path, dtype=dtype, attn_implementation=config.attention)
-    lora = _lora_config(config) if config.lora else None
+    dtype = torch_dtype(config.dtype, world.device)
+    model = loaded(config.model, load, path, dtype=dtype, attn_implementation=config.attention)
+    lora = lora_config(config.lora_rank, config.lora_alpha) if config.lora else None
     if lora is not None:
         from peft import get_peft_model
 
@@ -330,58 +334,14 @@ def _tensors(batch: list[Row | None], shape_of: Row, device: torch.device) -> di
     }
 
 
-def _loaded(name: str, load: Any, *args: Any, **kwargs: Any) -> Any:
-    """A model, tokenizer or chat format that cannot be loaded is a user's mistake, said in one line."""
-    try:
-        return load(*args, **kwargs)
-    except (OSError, ValueError) as exc:  # missing files, a folder without a model, no chat template
-        raise ConfigError(f"cannot use model {name!r}: {exc}") from exc
 
 
-def _configured_eos(path: str) -> int | list[int] | None:
-    """The generation config's end ids (several for chat models), read without loading the weights."""
-    from transformers import GenerationConfig
-
-    try:
-        return GenerationConfig.from_pretrained(path).eos_token_id
-    except OSError:  # no generation_config.json: the tokenizer's eos alone
-        return None
 
 
-def _dtype(name: str, device: torch.device) -> torch.dtype:
-    if name == "auto":
-        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
-    return getattr(torch, name)
 
 
-def _check_out(out: Path, resume: bool, world: World) -> None:
-    """Never overwrite a finished or running model by accident; an unwritable --out fails before any work."""
-    from orchard_envs.cli_support import check_writable_folder
-
-    if not world.is_main:  # rank 0 decides: by the time another rank looked, rank 0 may have written there
-        return
-    check_writable_folder(out, "--out")
-    if out.exists() and any(out.iterdir()) and not resume:
-        raise ConfigError(f"{out} already holds files; pass --resume to continue that run, or a new --out")
 
 
-def _resumable(out: Path, config: SFTConfig, world: World) -> bool:
-    """Whether to load a saved state, saying which step a --resume continues from or why it cannot."""
-    from orchard_envs.trainers.state import remove_unfinished_saves, saved_step
-
-    if not config.resume:
-        return False
-    removed = remove_unfinished_saves(out) if world.is_main else []
-    step = saved_step(out)
-    if world.is_main:
-        for folder in removed:
-            notice(f"removed an unfinished state save: {folder}")
-        if step is None:
-            why = "it does not exist" if not out.exists() else "it holds no complete saved state"
-            notice(f"--resume: nothing to resume in {out} ({why}); starting from step 0")
-        else:
-            notice(f"--resume: continuing from step {step} ({out / 'state'})")
-    return step is not None
 
 
 def _scorer(config: SFTConfig) -> Any:
@@ -397,11 +357,3 @@ def _scorer(config: SFTConfig) -> Any:
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     return make_scorer(config.scorer, agent=get_agent(config.judge_agent, **options))
-
-
-def _lora_config(config: SFTConfig) -> Any:
-    from peft import LoraConfig
-
-    return LoraConfig(
-        r=config.lora_rank, lora_alpha=config.lora_alpha, target_modules="all-linear", task_type="CAUSAL_LM"
-    )
