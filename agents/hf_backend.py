@@ -62,16 +62,30 @@ class HFGenerator:
         if torch_dtype is None:
             raise ConfigError(f"unknown dtype {dtype!r}: use auto, float32, bfloat16 or float16")
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path)
-            self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(self.device)
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            loaded = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(self.device)
         except (OSError, ValueError) as exc:  # missing files; a folder that holds no model
             raise ConfigError(
                 f"cannot load model {model!r}: {exc}. Pass a local checkpoint directory or a hub id that is "
                 "already in the Hugging Face cache"
             ) from exc
-        self.model.eval()
+        loaded.eval()
+        self._adopt(loaded, tokenizer, end_token_ids(tokenizer, loaded.generation_config.eos_token_id))
+
+    @classmethod
+    def from_loaded(cls, model: Any, tokenizer: Any, end_ids: set[int], name: str) -> HFGenerator:
+        """A generator around a model already in memory (the policy an RL trainer is updating): sampling
+        sees every optimizer step at once, with no copy of the weights. The caller switches eval/train."""
+        generator = cls.__new__(cls)
+        generator.name = name
+        generator.device = str(next(model.parameters()).device)
+        generator._adopt(model, tokenizer, set(end_ids))
+        return generator
+
+    def _adopt(self, model: Any, tokenizer: Any, end_ids: set[int]) -> None:
+        self.model, self.tokenizer = model, tokenizer
         self.context_tokens = int(getattr(self.model.config, "max_position_embeddings", 0) or 1 << 30)
-        self.end_token_ids = end_token_ids(self.tokenizer, self.model.generation_config.eos_token_id)
+        self.end_token_ids = end_ids
         # generate() fills every field we leave unset from the checkpoint's generation_config (a repetition
         # penalty, top_k, min_p): the tokens would not come from the distribution we record. Neutral instead.
         from transformers import GenerationConfig

@@ -1,7 +1,7 @@
-"""`orchard-train`: fine-tune models on recorded episodes (`orchard-train sft --help`).
+"""`orchard-train`: fine-tune models on recorded episodes (`sft`) or by RL on live envs (`grpo`).
 
-The flags of `sft` are generated from `SFTConfig`'s fields (name, type, default and help), so a setting lives
-in exactly one place.
+The flags of each command are generated from its config's fields (`SFTConfig`, `GRPOConfig`: name, type,
+default and help), so a setting lives in exactly one place.
 """
 
 from __future__ import annotations
@@ -14,35 +14,56 @@ import typing
 from typing import Any, Literal
 
 import typer
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticUndefined
 
 from orchard_envs.cli_support import fail, typer_app
 from orchard_envs.trainers.config import SFTConfig
+from orchard_envs.trainers.grpo_config import GRPOConfig
 
 PROGRAM = "orchard-train"
-app = typer_app(PROGRAM, "Train models on Orchard episodes: supervised fine-tuning (sft).")
+app = typer_app(
+    PROGRAM, "Train models on Orchard episodes (sft) or by RL on Orchard envs (grpo); --help on each."
+)
 # Click's plain help: rich's option table cuts long flags (`--credit-assignm…`) at 80 columns; this wraps.
 app.rich_markup_mode = None
 
 
-@app.callback()
-def _group() -> None:
-    """Subcommands stay subcommands while there is only one (`orchard-train sft ...`)."""
-
-
 def _sft(**flags: Any) -> None:
     """Fine-tune a model on recorded episodes; writes a Hugging Face checkpoint to --out."""
-    from orchard_envs.errors import OrchardError
-    from orchard_envs.trainers.sft import Interrupted, train
+    from orchard_envs.trainers.sft import train
 
     flags["episodes"] = [*flags["episodes"], *(flags.pop("more_episodes") or [])]
+    result = _run(train, _config(SFTConfig, flags))
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun: one report, not one per process
+        report = {"out": str(result.out), "steps": result.steps, "loss": result.final_loss, **result.data}
+        typer.echo(json.dumps(report))
+
+
+def _grpo(**flags: Any) -> None:
+    """RL on live envs (GRPO, Dr. GRPO or DAPO); writes a Hugging Face checkpoint to --out."""
+    from orchard_envs.trainers.grpo import train
+
+    result = _run(train, _config(GRPOConfig, flags))
+    if int(os.environ.get("RANK", "0")) == 0:
+        typer.echo(json.dumps({"out": str(result.out), "steps": result.steps, "reward": result.final_reward}))
+
+
+def _config(kind: type[BaseModel], flags: dict[str, Any]) -> Any:
+    """The typed config from the flags given; a mistake is one line naming the flag."""
     try:
-        config = SFTConfig(**{key: value for key, value in flags.items() if value is not None})
+        return kind(**{key: value for key, value in flags.items() if value is not None})
     except ValidationError as exc:
         fail(PROGRAM, "; ".join(_problem(error) for error in exc.errors()) or str(exc))
+
+
+def _run(train: Any, config: Any) -> Any:
+    """Run a trainer; Ctrl-C and a user's mistake end with one line, never a traceback."""
+    from orchard_envs.errors import OrchardError
+    from orchard_envs.trainers.sft import Interrupted
+
     try:
-        result = train(config)
+        return train(config)
     except Interrupted as exc:
         fail(PROGRAM, str(exc), code=130)
     except OrchardError as exc:
@@ -53,9 +74,6 @@ def _sft(**flags: Any) -> None:
             "interrupted; rerun with --resume to continue from the last saved state, if any",
             code=130,
         )
-    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun: one report, not one per process
-        report = {"out": str(result.out), "steps": result.steps, "loss": result.final_loss, **result.data}
-        typer.echo(json.dumps(report))
 
 
 def _problem(error: Any) -> str:
@@ -96,10 +114,14 @@ _MORE_EPISODES = inspect.Parameter(
     default=typer.Argument(None, hidden=True),
     annotation=list[str] | None,
 )
-_sft.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-    [_option(name, field) for name, field in SFTConfig.model_fields.items()] + [_MORE_EPISODES]
-)
+def _flags(kind: type[BaseModel]) -> list[inspect.Parameter]:
+    return [_option(name, field) for name, field in kind.model_fields.items()]
+
+
+_sft.__signature__ = inspect.Signature([*_flags(SFTConfig), _MORE_EPISODES])  # type: ignore[attr-defined]
+_grpo.__signature__ = inspect.Signature(_flags(GRPOConfig))  # type: ignore[attr-defined]
 app.command("sft")(_sft)
+app.command("grpo")(_grpo)
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,29 +64,40 @@ def _tensorboard(out: Path) -> Any:
 class Progress:
     """Loss, tokens/s and ETA on the terminal; silent when disabled (tests, other ranks)."""
 
-    def __init__(self, total: int, start: int, enabled: bool) -> None:
+    def __init__(
+        self,
+        total: int,
+        start: int,
+        enabled: bool,
+        label: str = "sft",
+        status: Callable[[dict[str, Any]], str] | None = None,
+    ) -> None:
         self._bar = None
+        self._status = status or _sft_status
         if enabled:
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
             from rich.progress import Progress as RichProgress
 
             self._bar = RichProgress(
-                TextColumn("sft"),
+                TextColumn(label),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[status]}"),
                 TimeRemainingColumn(),
             )
-            self._task = self._bar.add_task("sft", total=total, completed=start, status="")
+            self._task = self._bar.add_task(label, total=total, completed=start, status="")
             self._bar.start()
 
     def update(self, row: dict[str, Any]) -> None:
         """Show a step's loss, throughput and learning rate on the progress bar."""
         if self._bar is not None:
-            status = f"loss {row['loss']:.4f}  {row['tokens_per_s']:,.0f} tok/s  lr {row['lr']:.2e}"
-            self._bar.update(self._task, completed=row["step"], status=status)
+            self._bar.update(self._task, completed=row["step"], status=self._status(row))
 
     def close(self) -> None:
         """Stop the progress bar."""
         if self._bar is not None:
             self._bar.stop()
+
+
+def _sft_status(row: dict[str, Any]) -> str:
+    return f"loss {row['loss']:.4f}  {row['tokens_per_s']:,.0f} tok/s  lr {row['lr']:.2e}"

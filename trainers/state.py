@@ -61,12 +61,20 @@ def remove_unfinished_saves(out: Path) -> list[Path]:
 
 
 def save_state(
-    out: Path, module: Any, optimizer: Any, scheduler: Any, step: int, world: World, keep: int = 1
+    out: Path,
+    module: Any,
+    optimizer: Any,
+    scheduler: Any,
+    step: int,
+    world: World,
+    keep: int = 1,
+    extra: dict[str, Any] | None = None,
 ) -> None:
     """State for step `step` in `state/step-N/` (staged, then renamed); then only the newest `keep` stay.
 
     A KeyboardInterrupt while writing removes the staging folder and is raised as SaveAbandoned, so the
-    previous state is intact and nothing half-written is left behind."""
+    previous state is intact and nothing half-written is left behind. `extra` (JSON-ready) is kept beside
+    the step, for what else a run must resume (GRPO's pass-rate estimates); `saved_extra` reads it back."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict
 
@@ -86,6 +94,7 @@ def save_state(
             )
         if world.is_main:
             meta = {"step": step, "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state().tolist()}
+            meta["extra"] = extra or {}
             (staging / "progress.json").write_text(json.dumps(meta))
             shutil.rmtree(final, ignore_errors=True)
             staging.rename(final)
@@ -124,6 +133,14 @@ def saved_step(out: Path) -> int | None:
     """The step of the latest complete save in `out`, or None."""
     found = state_dirs(out)
     return found[-1][0] if found else None
+
+
+def saved_extra(out: Path) -> dict[str, Any]:
+    """The `extra` of the newest complete save (empty when none, or saved without one)."""
+    found = state_dirs(out)
+    if not found:
+        return {}
+    return dict(json.loads((found[-1][1] / "progress.json").read_text()).get("extra") or {})
 
 
 def load_state(out: Path, module: Any, optimizer: Any, scheduler: Any, world: World) -> int:

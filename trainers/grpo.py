@@ -1,0 +1,412 @@
+"""GRPO-family RL on live environments: `train(GRPOConfig(...))`, also run by `orchard-train grpo`.
+
+Each step rolls out groups of episodes on the suite's tasks with the current policy (`rollouts`: the same
+`run_episode` as `orchard-bench`, many episodes at once, their model calls batched), chosen and sized by
+Balanced Adaptive Rollout (`balanced_rollout`), drops the groups without reward variance, turns rewards into
+advantages (`advantages`; per turn with `--credit`), and takes one optimizer step on the policy-gradient
+loss of the policy's own tokens (`policy_loss`). The rollout generator shares the policy's weights, so the
+next step samples from the updated policy with nothing copied. State is saved every `--save-steps` (weights,
+optimizer, scheduler, RNG and the pass-rate estimates), so `--resume` after a kill continues the same run;
+the end result is a plain Hugging Face checkpoint that the `hf` agent and `orchard-bench` load.
+
+Under torchrun every rank keeps a full copy of the (small) policy, rolls out its share of each round's
+episodes, and all ranks then see every group (`all_gather_object`), so they agree on the batch; each
+computes the loss of its share of the sequences and the gradients are summed (`all_reduce`), as DDP does.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from orchard_envs.cli_support import parse_options
+from orchard_envs.errors import ConfigError
+from orchard_envs.leaderboard.executor import EpisodeFactory
+from orchard_envs.trainers.advantages import Group, Rollout, shaped_reward
+from orchard_envs.trainers.balanced_rollout import BalancedRollout, RolloutSettings, is_positive
+from orchard_envs.trainers.distributed import World, finish, init_world
+from orchard_envs.trainers.grpo_config import GRPOConfig
+from orchard_envs.trainers.loss import CausalLMLoss
+from orchard_envs.trainers.model_setup import check_out, configured_eos, loaded, lora_config, resumable
+from orchard_envs.trainers.policy_loss import LossSettings, build_sequences, sequence_loss, token_logprobs
+from orchard_envs.trainers.rollouts import RolloutPool, describe, generated_tokens, rollout_jobs
+from orchard_envs.trainers.sft import Interrupted, StopRequest
+
+
+@dataclass
+class GRPOResult:
+    """What an RL run produced: where, how many steps, the last step's mean rollout reward."""
+
+    out: Path
+    steps: int
+    final_reward: float | None
+    model: Any = field(default=None, repr=False)
+
+
+@dataclass
+class _Run:
+    """What the step loop works with."""
+
+    config: GRPOConfig
+    world: World
+    model: Any
+    module: CausalLMLoss
+    optimizer: Any
+    scheduler: Any
+    tokenizer: Any
+    chat: Any
+    planner: BalancedRollout
+    pool: RolloutPool
+    settings: LossSettings
+    reference: Any
+
+
+def train(config: GRPOConfig) -> GRPOResult:
+    """Train as `config` says, on one or more ranks; the process group is torn down either way."""
+    world = init_world(config.device)
+    try:
+        return _train(config, world)
+    finally:
+        finish(world)
+
+
+def _train(config: GRPOConfig, world: World) -> GRPOResult:
+    from transformers import AutoTokenizer, get_constant_schedule_with_warmup
+
+    from orchard_envs.agents.hf_backend import end_token_ids
+    from orchard_envs.agents.hf_models import resolve_model
+    from orchard_envs.trainers.examples import Tokenizer
+    from orchard_envs.trainers.metrics import MetricsLog, Progress
+    from orchard_envs.trainers.state import (
+        export_checkpoint,
+        load_state,
+        prune_states,
+        save_state,
+        saved_extra,
+    )
+
+    out = Path(config.out)
+    check_out(out, config.resume, world)
+    torch.manual_seed(config.seed)
+    path = resolve_model(config.model)
+    tokenizer = loaded(config.model, AutoTokenizer.from_pretrained, path)
+    end_ids = end_token_ids(tokenizer, configured_eos(path))
+    env_id, env_kwargs, task_ids = _tasks(config)
+    model, module, lora = _policy(config, path, world)
+    optimizer = torch.optim.AdamW(
+        [p for p in module.parameters() if p.requires_grad],
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        fused=world.device.type == "cuda",
+    )
+    scheduler = get_constant_schedule_with_warmup(optimizer, config.warmup_steps)
+    planner = BalancedRollout(task_ids, _rollout_settings(config), config.seed)
+    start = 0
+    if resumable(out, config.resume, world):
+        start = load_state(out, module, optimizer, scheduler, world)
+        planner.load_state_dict(saved_extra(out).get("pass_rates", {}))
+    out.mkdir(parents=True, exist_ok=True)
+    generator, agent = _policy_agent(model, tokenizer, end_ids, config)
+    factory = EpisodeFactory(
+        env_id, env_kwargs, config.harness, "hf", _options(config.harness_option), shared_agent=agent
+    )
+    pool = RolloutPool(factory, config.jobs)
+    run = _Run(
+        config,
+        world,
+        model,
+        module,
+        optimizer,
+        scheduler,
+        tokenizer,
+        Tokenizer.of(tokenizer, end_ids),
+        planner,
+        pool,
+        _loss_settings(config),
+        _reference(config, path, world, lora is not None),
+    )
+    log = MetricsLog(out, start if config.resume else None) if world.is_main else None
+    progress = Progress(
+        config.steps, start, config.progress and world.is_main, label="grpo", status=_status_line
+    )
+    stop = StopRequest(world)
+    reward = None
+
+    def save(step: int) -> None:
+        extra = {"pass_rates": planner.state_dict()}
+        save_state(out, module, optimizer, scheduler, step, world, max(config.save_total_limit, 1), extra)
+
+    try:
+        with stop.installed():
+            for step in range(start, config.steps):
+                row = _step(run, step)
+                reward = row["reward_mean"]
+                if log is not None:
+                    log.write(row)
+                progress.update(row)
+                if (step + 1) % config.save_steps == 0 or step + 1 == config.steps:
+                    save(step + 1)
+                    if step + 1 < config.steps and stop.agreed():
+                        raise Interrupted(step + 1, out)
+                elif stop.agreed():
+                    save(step + 1)
+                    raise Interrupted(step + 1, out)
+    finally:
+        pool.close()
+        progress.close()
+        if log is not None:
+            log.close()
+    model.generation_config = generator.checkpoint_generation_config  # the rollouts ran with neutral ones
+    export_checkpoint(out, module, model, tokenizer, lora, world)
+    if world.is_main and not config.save_total_limit:
+        prune_states(out, 0)
+    return GRPOResult(out, config.steps, reward, model)
+
+
+def _step(run: _Run, step: int) -> dict[str, Any]:
+    """Roll out until the step has its groups (or its rounds are spent), then update on them."""
+    started = time.perf_counter()
+    groups, rollout_stats = _rollout(run, step)
+    rollout_s = time.perf_counter() - started
+    update = _update(run, groups) if groups else {"loss": 0.0, "grad_norm": 0.0, "skipped": True}
+    seconds = time.perf_counter() - started
+    return {
+        "step": step + 1,
+        **rollout_stats,
+        **update,
+        "rollout_s": rollout_s,
+        "update_s": seconds - rollout_s,
+        "step_s": seconds,
+        "tokens_per_s": rollout_stats["generated_tokens"] / max(rollout_s, 1e-9),
+        "lr": run.scheduler.get_last_lr()[0],
+    }
+
+
+def _rollout(run: _Run, step: int) -> tuple[list[Group], dict[str, Any]]:
+    config = run.config
+    kept: list[Group] = []
+    every: list[Group] = []
+    statuses: dict[str, int] = defaultdict(int)
+    run.model.eval()
+    for round_ in range(config.max_rounds):
+        need = config.groups - len(kept)
+        if need <= 0:
+            break
+        positives = sum(is_positive(group) for group in kept)
+        plan = run.planner.plan(need, step, round_, positives, len(kept) - positives)
+        spacing = max(config.group_size, config.max_group_size)  # trial numbers never collide
+        jobs = rollout_jobs(plan, step, round_, config.max_rounds, spacing)
+        episodes = _gathered(run, jobs)
+        for status, count in describe(episodes).items():
+            statuses[status] += count
+        for task_id, size in plan:
+            mine, episodes = episodes[:size], episodes[size:]
+            shaped = [shaped_reward(e, config.overlong_tokens, config.overlong_buffer) for e in mine]
+            rollouts = [Rollout(e, reward) for e, reward in zip(mine, shaped, strict=True)]
+            group = Group(task_id, rollouts)
+            run.planner.observe(group)
+            every.append(group)
+            if group.has_variance():
+                kept.append(group)
+    chosen = run.planner.select(kept, config.groups)
+    if config.credit == "pure":
+        from orchard_envs.trainers.turn_credit import pure_credit
+
+        pure_credit(chosen, run.settings.scale_rewards)
+    rewards = [reward for group in every for reward in group.rewards]
+    stats = {
+        "reward_mean": sum(rewards) / len(rewards) if rewards else 0.0,
+        "pass_rate": sum(r >= config.success_threshold for r in rewards) / len(rewards) if rewards else 0.0,
+        "rollouts": len(rewards),
+        "groups_rolled": len(every),
+        "groups_kept": len(chosen),
+        "groups_zero_variance": len(every) - len(kept),
+        "groups_positive": sum(is_positive(group) for group in chosen),
+        "rollouts_per_task": {group.task_id: len(group.rollouts) for group in every},
+        "pass_rate_histogram": run.planner.histogram(),
+        "statuses": dict(statuses),
+        "generated_tokens": generated_tokens([r.episode for g in every for r in g.rollouts]),
+    }
+    return chosen, stats
+
+
+def _gathered(run: _Run, jobs: list[Any]) -> list[Any]:
+    """Every job's episode in job order; under torchrun each rank runs its share and all ranks get all."""
+    world = run.world
+    if world.size == 1:
+        return run.pool.run(jobs)
+    indices = list(range(world.rank, len(jobs), world.size))
+    mine = list(zip(indices, run.pool.run([jobs[i] for i in indices]), strict=True))
+    parts: list[Any] = [None] * world.size
+    torch.distributed.all_gather_object(parts, mine)
+    merged = sorted((pair for part in parts for pair in part), key=lambda pair: pair[0])
+    return [episode for _, episode in merged]
+
+
+def _update(run: _Run, groups: list[Group]) -> dict[str, Any]:
+    """One optimizer step (per `--updates-per-batch` pass) on this rank's share of the batch's sequences."""
+    config, world = run.config, run.world
+    sequences = build_sequences(groups, run.chat, run.settings)
+    mine = sequences[world.rank :: world.size]
+    policy = run.module.model
+    policy.train()
+    with torch.no_grad():
+        for sequence in mine:
+            if run.reference is not None:
+                sequence.ref_logprobs = _reference_logprobs(run, sequence)
+            if config.updates_per_batch > 1:
+                sequence.old_logprobs = token_logprobs(policy, sequence.input_ids, sequence.positions)
+    params = [p for p in run.module.parameters() if p.requires_grad]
+    sums: dict[str, float] = defaultdict(float)
+    loss_total, norm = 0.0, torch.zeros(())
+    for _ in range(config.updates_per_batch):
+        loss_total = 0.0
+        for sequence in mine:
+            logprobs = token_logprobs(policy, sequence.input_ids, sequence.positions)
+            loss, stats = sequence_loss(logprobs, sequence, run.settings)
+            loss.backward()
+            loss_total += float(loss.detach())
+            for key, value in stats.items():
+                sums[key] += value
+        if world.size > 1:
+            for param in params:
+                if param.grad is None:
+                    param.grad = torch.zeros_like(param)
+                torch.distributed.all_reduce(param.grad)
+        norm = torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+        run.optimizer.step()
+        run.scheduler.step()
+        run.optimizer.zero_grad(set_to_none=True)
+    tokens = max(sums["tokens"], 1.0)
+    return {
+        "loss": loss_total,
+        "grad_norm": float(norm),
+        "trained_sequences": len(sequences),
+        "trained_tokens": int(sums["tokens"]) * (world.size if world.size > 1 else 1),
+        "clip_fraction": sums["clipped"] / tokens,
+        "kl": sums["kl"] / tokens,
+        "logprob_mismatch": sums["logprob_mismatch"] / tokens,
+        "is_weight_mean": sums["is_weight"] / tokens,
+        "nll": sums["nll"] / tokens,
+    }
+
+
+def _reference_logprobs(run: _Run, sequence: Any) -> torch.Tensor:
+    """The frozen reference's logprobs: the adapters switched off under LoRA, else a separate copy."""
+    if run.reference == "adapters-off":
+        with run.module.model.disable_adapter():
+            return token_logprobs(run.module.model, sequence.input_ids, sequence.positions)
+    return token_logprobs(run.reference, sequence.input_ids, sequence.positions)
+
+
+def _tasks(config: GRPOConfig) -> tuple[str, dict[str, Any], list[str]]:
+    """The env id, its keywords and the task ids to train on."""
+    env_kwargs: dict[str, Any] = _options(config.env_option)
+    if config.env is not None:
+        if not config.task_ids:
+            raise ConfigError("--env needs --task-ids (the tasks of a suite orchard-bench does not know)")
+        return config.env, {**env_kwargs}, list(config.task_ids)
+    from orchard_envs.leaderboard import suites
+
+    suite = suites.load(config.suite, config.split)
+    ids = [task.task_id for task in suite.tasks]
+    if config.task_ids:
+        missing = sorted(set(config.task_ids) - set(ids))
+        if missing:
+            raise ConfigError(
+                f"--task-ids not in suite {config.suite!r} ({config.split}): {', '.join(missing)}"
+            )
+        ids = list(config.task_ids)
+    if not ids:
+        raise ConfigError(f"suite {config.suite!r} has no task in split {config.split!r}")
+    return suite.env_id, {**suite.env_kwargs(config.split, None), **env_kwargs}, ids
+
+
+def _options(pairs: list[str]) -> dict[str, Any]:
+    try:
+        return parse_options(pairs)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _policy(config: GRPOConfig, path: str, world: World) -> tuple[Any, CausalLMLoss, Any]:
+    """The trainable policy (a PeftModel with --lora), wrapped as the SFT trainer wraps it."""
+    from transformers import AutoModelForCausalLM
+
+    from orchard_envs.trainers.model_setup import torch_dtype
+
+    dtype = torch_dtype(config.dtype, world.device)
+    model = loaded(config.model, AutoModelForCausalLM.from_pretrained, path, dtype=dtype).to(world.device)
+    lora = lora_config(config.lora_rank, config.lora_alpha) if config.lora else None
+    if lora is not None:
+        from peft import get_peft_model
+
+        model = get_peft_model(model, lora)
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model, CausalLMLoss(model), lora
+
+
+def _reference(config: GRPOConfig, path: str, world: World, lora: bool) -> Any:
+    """What the KL term compares with: nothing without --kl-coef; the adapters off with LoRA; else a copy."""
+    if not config.kl_coef:
+        return None
+    if lora:
+        return "adapters-off"
+    from transformers import AutoModelForCausalLM
+
+    from orchard_envs.trainers.model_setup import torch_dtype
+
+    reference = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(config.dtype, world.device))
+    return reference.to(world.device).eval().requires_grad_(False)
+
+
+def _policy_agent(model: Any, tokenizer: Any, end_ids: set[int], config: GRPOConfig) -> tuple[Any, Any]:
+    """The rollout engine around the policy's own weights, and the `hf` agent the workers clone."""
+    from orchard_envs.agents.hf import HFAgent
+    from orchard_envs.trainers.rollouts import colocated_generator
+
+    generator = colocated_generator(model, tokenizer, end_ids, config.model)
+    agent = HFAgent(
+        generator=generator,
+        max_new_tokens=config.max_new_tokens,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        seed=config.seed,
+    )
+    return generator, agent
+
+
+def _rollout_settings(config: GRPOConfig) -> RolloutSettings:
+    return RolloutSettings(
+        group_size=config.group_size,
+        min_group_size=config.min_group_size,
+        max_group_size=config.max_group_size if config.balanced else config.group_size,
+        success_threshold=config.success_threshold,
+        balanced=config.balanced,
+    )
+
+
+def _loss_settings(config: GRPOConfig) -> LossSettings:
+    assert config.clip_high is not None  # set by the config's validator
+    return LossSettings(
+        clip_low=config.clip_low,
+        clip_high=config.clip_high,
+        kl_coef=config.kl_coef,
+        is_cap=config.is_cap,
+        aggregation=config.aggregation,
+        scale_rewards=config.scale_rewards,
+        constant=config.max_new_tokens,
+    )
+
+
+def _status_line(row: dict[str, Any]) -> str:
+    return (
+        f"reward {row['reward_mean']:.3f}  kept {row['groups_kept']}/{row['groups_rolled']} groups  "
+        f"{row['tokens_per_s']:,.0f} tok/s"
+    )
