@@ -10,6 +10,7 @@ task's `max_turns` or its timeout, and is then scored on the services' final sta
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from typing import Any, Literal
@@ -136,6 +137,21 @@ class ClawEnv(ToolEnv):
             self._host.close()
             self._host = None
         super().close()
+
+    def _fork(self) -> ClawEnv:
+        """Its own service host with a copy of every service's state, the trace and the simulated user;
+        the clock (`timeout`) keeps running from the original's start."""
+        assert self._host is not None
+        twin = copy.copy(self)
+        twin._host = twin._http = None
+        try:
+            twin._services().restore(self._host.snapshot())
+        except BaseException:
+            twin.close()
+            raise
+        twin._trace = copy.deepcopy(self._trace)
+        twin._user = copy.deepcopy(self._user)
+        return twin
 
     def _services(self) -> ServiceHost:
         if self._host is None:

@@ -10,6 +10,7 @@ ending tool (`submit`, `finish`), the step limit, the env's own clock, or a wrap
 
 from __future__ import annotations
 
+import copy
 import difflib
 import functools
 import inspect
@@ -124,6 +125,21 @@ class ToolEnv(gym.Env[str, str]):
         if self._done:
             raise ConfigError("no episode is open: call reset() first")
         return self._conclude(None)
+
+    def fork(self) -> ToolEnv:
+        """An independent env at this episode's current state, for per-turn credit (roll continuations out
+        from here): stepping the fork leaves this env as it was, and the reverse. Close it when done."""
+        if self._done:
+            raise ConfigError("fork() needs an open episode: call reset() first, and fork before it ends")
+        twin = self._fork()
+        twin._steps, twin._done = self._steps, False
+        twin._tools, twin._last_observation = copy_tools(self._tools), self._last_observation
+        twin._np_random = copy.deepcopy(self._np_random)
+        return twin
+
+    def _fork(self) -> ToolEnv:
+        """A new env holding its own copy of this episode's state (its own services or sandbox)."""
+        raise ConfigError(f"{type(self).__name__} cannot fork its state")
 
     def render(self) -> str | None:
         """The last observation, in the 'ansi' render mode."""

@@ -92,6 +92,17 @@ class ServiceHost:
             if response.status_code != 200:
                 raise ConfigError(f"bad fixture or faults for {name}: {response.json().get('error')}")
 
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        """Every service's whole state, for `restore` into another host (an env fork)."""
+        return {name: self._request("GET", f"{url}/_snapshot").json() for name, url in self.urls.items()}
+
+    def restore(self, snapshots: dict[str, dict[str, Any]]) -> None:
+        """Make every service the state `snapshot` recorded (on this host or another)."""
+        for name, url in self.urls.items():
+            response = self._request("POST", f"{url}/_restore", json=snapshots[name])
+            if response.status_code != 200:
+                raise SandboxError(f"cannot restore the {name} service: {response.text[:500]}")
+
     def audit(self) -> dict[str, dict[str, Any]]:
         """Per service: `{"calls": [Call], "state": {collection: records}, "fixture": {...}}`."""
         return {name: self._request("GET", f"{url}/_audit").json() for name, url in self.urls.items()}

@@ -166,6 +166,33 @@ class ServiceState:
             kind = self.faults.kinds[0]
         return seq, kind
 
+    def snapshot(self) -> dict[str, Any]:
+        """Everything the service holds, as JSON: a `restore` of it continues exactly here (the fault
+        draws and new ids included), so an env fork behaves as the original would have."""
+        version, internal, gauss = self._rng.getstate()
+        return {
+            "fixture": copy.deepcopy(self.fixture),
+            "collections": copy.deepcopy(self.collections),
+            "now": self.now,
+            "calls": copy.deepcopy(self.calls),
+            "faults": self.faults.model_dump(mode="json"),
+            "rng": [version, list(internal), gauss],
+            "seq": self._seq,
+            "next_id": dict(self._next_id),
+        }
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        """Become the state a `snapshot` recorded."""
+        self.fixture = copy.deepcopy(snapshot["fixture"])
+        self.collections = copy.deepcopy(snapshot["collections"])
+        self.now = snapshot["now"]
+        self.calls = copy.deepcopy(snapshot["calls"])
+        self.faults = Faults.model_validate(snapshot["faults"])
+        version, internal, gauss = snapshot["rng"]
+        self._rng.setstate((version, tuple(internal), gauss))
+        self._seq = int(snapshot["seq"])
+        self._next_id = {name: int(n) for name, n in snapshot["next_id"].items()}
+
     def audit(self) -> dict[str, Any]:
         """What the grader reads: the calls in order, the final state and the fixture."""
         return {
@@ -259,6 +286,15 @@ def create_service_app(service: Service, timeout_s: float = 1.0) -> FastAPI:
     @app.get("/_audit")
     async def audit() -> dict[str, Any]:
         return state.audit()
+
+    @app.get("/_snapshot")
+    async def snapshot() -> dict[str, Any]:
+        return state.snapshot()
+
+    @app.post("/_restore")
+    async def restore(request: Request) -> dict[str, bool]:
+        state.restore(await request.json())
+        return {"ok": True}
 
     @app.get("/_health")
     async def health() -> dict[str, str]:

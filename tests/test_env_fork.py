@@ -1,0 +1,74 @@
+"""`env.fork()`: an independent env at the same episode state (per-turn credit rolls continuations out of it).
+
+Claw forks copy every service's state into a new service host; SWE forks fork the sandbox. What either copy
+does must never reach the other: the checks finish the fork first, then the original, and grade both.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import pytest
+
+from orchard_envs.errors import ConfigError
+from orchard_envs.tasks.claw.task import load_suite
+
+SUITE = load_suite("claw-mini")
+# tasks whose oracle writes to a service, so a shared state would show (a second write, a changed record)
+WRITING = [t for t in SUITE if len(t.oracle) >= 3 and not t.faults and t.user is None][:3]
+
+
+@pytest.fixture(scope="module")
+def claw():
+    env = gym.make("orchard/Claw-v0", suite="claw-mini")
+    yield env.unwrapped
+    env.close()
+
+
+def step(env, action) -> tuple[float, bool]:
+    _, reward, terminated, truncated, _ = env.step(action)
+    return reward, terminated or truncated
+
+
+@pytest.mark.parametrize("task", WRITING, ids=lambda t: t.task_id)
+def test_claw_fork_and_original_are_independent(claw, task) -> None:
+    plan = [action.model_dump() for action in task.oracle]
+    finish = plan[-1]
+    assert finish["name"] == "finish"
+    half = len(plan) // 2
+    claw.reset(options={"task_id": task.task_id})
+    for action in plan[:half]:
+        step(claw, action)
+    before = claw._host.snapshot()
+    twin = claw.fork()
+    try:
+        for action in plan[half:]:  # the fork completes the task...
+            reward, ended = step(twin, action)
+        assert ended and reward == 1.0
+        assert claw._host.snapshot() == before  # ...without touching the original's services
+        for action in plan[half:]:  # and the original, on its own, still can
+            reward, ended = step(claw, action)
+        assert ended and reward == 1.0
+    finally:
+        twin.close()
+
+
+def test_claw_fork_gives_up_nothing_when_the_original_ends_first(claw) -> None:
+    task = WRITING[0]
+    claw.reset(options={"task_id": task.task_id})
+    twin = claw.fork()
+    try:
+        reward, ended = step(claw, {"name": "finish", "arguments": {"answer": ""}})
+        assert ended and reward < 1.0
+        for action in task.oracle:
+            reward, ended = step(twin, action.model_dump())
+        assert ended and reward == 1.0
+    finally:
+        twin.close()
+
+
+def test_fork_needs_an_open_episode(claw) -> None:
+    task = WRITING[0]
+    claw.reset(options={"task_id": task.task_id})
+    step(claw, {"name": "finish", "arguments": {"answer": ""}})
+    with pytest.raises(ConfigError, match="needs an open episode"):
+        claw.fork()
