@@ -72,3 +72,35 @@ def test_fork_needs_an_open_episode(claw) -> None:
     step(claw, {"name": "finish", "arguments": {"answer": ""}})
     with pytest.raises(ConfigError, match="needs an open episode"):
         claw.fork()
+
+
+@pytest.fixture
+def swe(local_backend):
+    env = gym.make("orchard/SWE-v0", suite="swe-mini", backend=local_backend, max_steps=40)
+    yield env.unwrapped
+    env.close()
+
+
+def test_swe_fork_has_the_files_and_its_own_sandbox(swe) -> None:
+    from orchard_envs.agents.swe_oracle import gold_patch_actions
+    from orchard_envs.tasks.swe.instance import load_suite as load_swe
+
+    task = next(i for i in load_swe("swe-mini") if i.repo == "inflection")
+    swe.reset(options={"task_id": task.instance_id})
+    step(swe, {"name": "bash", "arguments": {"command": "echo before-fork > NOTE.txt"}})
+    twin = swe.fork()
+    try:
+        observation, *_ = twin.step(
+            {"name": "bash", "arguments": {"command": "cat NOTE.txt; rm NOTE.txt"}}
+        )
+        assert "before-fork" in observation
+        actions = [a for a in gold_patch_actions(task.patch) if a["name"] != "submit"]
+        for action in [*actions, {"name": "submit", "arguments": {}}]:
+            reward, ended = step(twin, action)
+        assert ended and reward == 1.0  # the fork, with the fix, resolves
+        observation, *_ = swe.step({"name": "bash", "arguments": {"command": "cat NOTE.txt"}})
+        assert "before-fork" in observation  # the fork's rm and fix never reached the original
+        reward, ended = step(swe, {"name": "submit", "arguments": {}})
+        assert ended and reward == 0.0
+    finally:
+        twin.close()

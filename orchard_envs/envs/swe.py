@@ -7,6 +7,7 @@ Actions are tool calls: `bash` (one persistent shell session), `str_replace_edit
 from __future__ import annotations
 
 import contextlib
+import copy
 import time
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -236,6 +237,22 @@ class SWEEnv(ToolEnv):
 
     def _end(self) -> None:
         self._close_sandbox()
+
+    def _fork(self) -> SWEEnv:
+        """A fork of the sandbox (files and processes' effects, not the shell's cwd or variables: the fork's
+        shell starts fresh in the repository), its own grading sandbox and editor history. It shares the
+        backend, so close the fork before the original env."""
+        assert self._sandbox is not None and self._editor is not None and self._tree is not None
+        self._before_step()
+        twin = copy.copy(self)
+        twin._owns_backend = False
+        twin._background = ThreadPoolExecutor(max_workers=2, thread_name_prefix="swe-env")
+        twin._sandbox = self._sandbox.fork()
+        twin._editor = Editor(twin._sandbox, REPO_DIR)
+        twin._editor._history = copy.deepcopy(self._editor._history)
+        twin._session_ready = twin._background.submit(twin._sandbox.exec, f"cd {REPO_DIR}")
+        twin._grading_sandbox = twin._background.submit(twin._make_grading_sandbox, self._tree)
+        return twin
 
     def _make_grading_sandbox(self, tree: PreparedTree) -> Sandbox:
         sandbox = self.backend.create(grading_spec(tree, **self.sandbox_options))
