@@ -21,7 +21,7 @@ from orchard_envs.agents.base import Agent
 from orchard_envs.episodes import Episode
 from orchard_envs.harnesses import get_harness
 from orchard_envs.harnesses.base import Harness
-from orchard_envs.runner import run_episode
+from orchard_envs.runner import OnTurn, run_episode
 
 
 @dataclass(frozen=True)
@@ -86,14 +86,25 @@ class EpisodeWorker:
             raise
 
     def run(
-        self, job: Job, max_infra_retries: int, stop: threading.Event | None = None
+        self,
+        job: Job,
+        max_infra_retries: int,
+        stop: threading.Event | None = None,
+        on_turn: OnTurn | None = None,
     ) -> tuple[Episode, int] | None:
-        """The job's episode and the attempts it took; None when `stop` came mid-retry (left for resume)."""
+        """The job's episode and the attempts it took; None when `stop` came mid-retry (left for resume).
+        `on_turn` goes to `run_episode` (an RL trainer's turn forks)."""
         attempts = 0
         while True:
             attempts += 1
             episode = run_episode(
-                self.env, self.harness, self.agent, task_id=job.task_id, seed=job.trial, trial=job.trial
+                self.env,
+                self.harness,
+                self.agent,
+                task_id=job.task_id,
+                seed=job.trial,
+                trial=job.trial,
+                on_turn=on_turn,
             )
             stopping = stop is not None and stop.is_set()
             if episode.metadata.status != "infra_error" or attempts > max_infra_retries or stopping:

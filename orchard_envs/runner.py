@@ -9,6 +9,8 @@ agents that declare `wants_hidden_task` (the scripted solvers).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -21,6 +23,22 @@ from orchard_envs.errors import ConfigError, OrchardError
 from orchard_envs.harnesses.base import FormatError, Harness
 
 
+@dataclass(frozen=True)
+class TurnPoint:
+    """Where an episode stands after a reply's actions ran and it goes on: what `on_turn` hooks see (an
+    RL trainer forks `env` here to value the state). `messages` is a copy; `replies` counts the replies."""
+
+    env: gym.Env
+    messages: list[dict[str, Any]]
+    offered: list[dict[str, Any]]
+    replies: int
+    task_id: str
+    trial: int
+
+
+OnTurn = Callable[[TurnPoint], None]
+
+
 def run_episode(
     env: gym.Env,
     harness: Harness,
@@ -29,19 +47,59 @@ def run_episode(
     task_id: str | None = None,
     seed: int | None = None,
     trial: int = 0,
+    on_turn: OnTurn | None = None,
 ) -> Episode:
-    """One episode. `seed` resets the env; `trial` is which of the task's k samples this is."""
+    """One episode. `seed` resets the env; `trial` is which of the task's k samples this is; `on_turn`,
+    if given, is called after every reply whose episode goes on."""
     started = time.perf_counter()
     _, info = env.reset(seed=seed, options={"task_id": task_id} if task_id else None)
     tools = info["tools"]
     harness.check_tools(tools)
     messages, offered = harness.start(info["instruction"], tools)
-    env_id = env.spec.id if env.spec else type(env.unwrapped).__name__
+    env_id = _env_id(env)
+    episode_task = _task_id(info) or task_id or ""
+    _start_agent(agent, env, harness, offered, episode_task, trial)
+    state = _Progress()
+    _play(env, harness, agent, messages, offered, state, on_turn, (episode_task, trial))
+    return state.episode(messages, offered, info, env_id, harness, agent, seed, time.perf_counter() - started)
+
+
+def continue_episode(
+    env: gym.Env, harness: Harness, agent: Agent, point: TurnPoint, *, trial: int
+) -> tuple[float, str]:
+    """Play on from `point` in `env` (a fork of the env there) with a fresh `agent`: (reward, status).
+    The agent draws as trial `trial` of the task; the harness's turn limit counts the earlier replies."""
+    messages = [dict(message) for message in point.messages]
+    _start_agent(agent, env, harness, point.offered, point.task_id, trial)
+    state = _Progress()
+    state.replies = point.replies
+    _play(env, harness, agent, messages, point.offered, state, None, (point.task_id, trial))
+    return float(state.reward), state.status or "error"
+
+
+def _env_id(env: gym.Env) -> str:
+    return env.spec.id if env.spec else type(env.unwrapped).__name__
+
+
+def _start_agent(
+    agent: Agent, env: gym.Env, harness: Harness, offered: list, task_id: str, trial: int
+) -> None:
     names = [tool["function"]["name"] for tool in offered]
     hidden = getattr(env.unwrapped, "task", None) if getattr(agent, "wants_hidden_task", False) else None
-    episode_task = _task_id(info) or task_id or ""
-    agent.start(EpisodeContext(env_id, hidden, names, harness.encode, task_id=episode_task, trial=trial))
-    state = _Progress()
+    agent.start(EpisodeContext(_env_id(env), hidden, names, harness.encode, task_id=task_id, trial=trial))
+
+
+def _play(
+    env: gym.Env,
+    harness: Harness,
+    agent: Agent,
+    messages: list[dict[str, Any]],
+    offered: list[dict[str, Any]],
+    state: _Progress,
+    on_turn: OnTurn | None,
+    which: tuple[str, int],
+) -> None:
+    """The turn loop: until the env ends the episode, a limit cuts it, or something breaks."""
     try:
         while state.status is None:
             if harness.max_turns is not None and state.replies >= harness.max_turns:
@@ -65,6 +123,8 @@ def run_episode(
                 messages.append(harness.observation(call, observation))
                 if terminated or truncated:
                     state.status = "submitted" if terminated else "step_limit"
+            if on_turn is not None and state.status is None:
+                on_turn(TurnPoint(env, [dict(m) for m in messages], offered, state.replies, *which))
     except ConfigError:
         raise  # a setup mistake of the caller's, not an outcome of the episode
     except ContextOverflow as exc:
@@ -73,7 +133,6 @@ def run_episode(
         state.status, state.error = "infra_error", f"{type(exc).__name__}: {exc}"
     except Exception as exc:  # the agent or harness crashed: record it rather than lose the episode
         state.status, state.error = "error", f"{type(exc).__name__}: {exc}"
-    return state.episode(messages, offered, info, env_id, harness, agent, seed, time.perf_counter() - started)
 
 
 def _task_id(reset_info: dict[str, Any]) -> str:
