@@ -7,6 +7,7 @@ the `hf` agent); only the sizes are toys, so the GRPO trainer's loop runs end to
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -62,36 +63,43 @@ def build_tiny_model(folder: Path, seed: int = 0) -> Path:
 
 
 class ColourEnv(ToolEnv):
-    """Task `c`: "say the word c"; reward 1 when the answer is c, 0.5 for another colour, else 0; one step."""
-
-    ending_tools = frozenset({"answer"})
+    """Task `c`: "say the word c" (`rounds` times); each answer scores 1 when it is c, 0.5 for another
+    colour, else 0; the reward is the mean score. Forks are plain copies (there is nothing outside)."""
 
     def __init__(
         self,
         suite: str = "colours",
         split: str | None = None,
         task_ids: list[str] | None = None,
+        rounds: int = 1,
         render_mode: str | None = None,
     ) -> None:
-        super().__init__(max_steps=1, render_mode=render_mode)
+        super().__init__(max_steps=rounds, render_mode=render_mode)
+        self.rounds = rounds
         self.tasks = list(task_ids or COLOURS)
+        self._scores: list[float] = []
         self._target = ""
-        self._answer = ""
 
     def _begin(self, task_id: str | None) -> tuple[str, dict[str, Any]]:
         target = find_task(self.tasks, task_id, str, "colours") if task_id else self.tasks[0]
-        self._target, self._answer = target, ""
+        self._target, self._scores = target, []
         self._tools = [ANSWER]
         return f"say the word {target}", {"task": {"task_id": target, "suite": "colours", "split": "train"}}
 
     def _run_tool(self, call: ToolCall, info: dict[str, Any]) -> str:
-        self._answer = str(call.arguments.get("word", ""))
+        answer = str(call.arguments.get("word", ""))
+        self._scores.append(1.0 if answer == self._target else 0.5 if answer in COLOURS else 0.0)
         return "ok"
 
     def _grade(self, ending_call: ToolCall | None) -> Verdict:
-        right = self._answer == self._target
-        reward = 1.0 if right else 0.5 if self._answer in COLOURS else 0.0
+        reward = sum(self._scores) / self.rounds
+        right = reward == 1.0
         return Verdict(status="passed" if right else "failed", reward=reward, resolved=right)
+
+    def _fork(self) -> ColourEnv:
+        twin = copy.copy(self)
+        twin._scores = list(self._scores)
+        return twin
 
 
 class FirstWordHarness(Harness):

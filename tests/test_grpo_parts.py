@@ -188,3 +188,31 @@ def test_loss_options_set_their_defaults() -> None:
     assert GRPOConfig(out="o", loss="dapo", clip_high=0.3).clip_high == 0.3
     with pytest.raises(ValueError, match="exceeds"):
         GRPOConfig(out="o", min_group_size=5, max_group_size=3)
+
+
+def two_reply_episode(reward: float) -> Episode:
+    messages = [
+        {"role": "user", "content": "task"},
+        {"role": "assistant", "content": "first"},
+        {"role": "user", "content": "ok"},
+        {"role": "assistant", "content": "second"},
+    ]
+    metadata = EpisodeMetadata(
+        env_id="x", suite="s", task_id="t", harness="h", agent="a", reward=reward, status="submitted"
+    )
+    return Episode(messages=messages, tools=[], metadata=metadata)
+
+
+def test_fork_credit_judges_each_turn_by_what_it_changed() -> None:
+    from orchard_envs.trainers.turn_credit import continuation_trial, fork_credit
+
+    good_then_bad = Rollout(two_reply_episode(0.0), 0.0, fork_values={1: 0.9})
+    bad_then_good = Rollout(two_reply_episode(1.0), 1.0, fork_values={1: 0.1})
+    fork_credit([Group("t", [good_then_bad, bad_then_good])], scale=False)
+    # group mean 0.5: the first reply of the first rollout raised the value to 0.9, its second threw it away
+    assert good_then_bad.turn_advantages == pytest.approx({1: 0.4, 3: -0.9})
+    assert bad_then_good.turn_advantages == pytest.approx({1: -0.4, 3: 0.9})
+    unforked = Rollout(two_reply_episode(1.0), 1.0)
+    fork_credit([Group("t", [unforked, Rollout(two_reply_episode(0.0), 0.0)])], scale=False)
+    assert unforked.turn_advantages == pytest.approx({1: 0.5, 3: 0.5})  # no fork: the episode's advantage
+    assert continuation_trial(3, 1, 0) < 0 and continuation_trial(3, 1, 0) != continuation_trial(3, 1, 1)

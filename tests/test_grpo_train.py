@@ -156,3 +156,13 @@ def test_cli_mistakes_are_one_line(tiny_model: Path, tmp_path: Path) -> None:
     )  # fmt: skip
     assert no_tasks.returncode != 0 and "--env needs --task-ids" in no_tasks.stderr
     assert "Traceback" not in no_tasks.stderr
+
+
+def test_turn_fork_credit_values_turns_from_forked_continuations(tiny_model: Path, tmp_path: Path) -> None:
+    config = toy_config(
+        tiny_model, tmp_path / "forks", steps=2, credit="turn-fork", fork_turns=1, fork_samples=2,
+        env_option=["rounds=2"], max_turns=2,
+    )  # fmt: skip
+    train(config)
+    rows = read_metrics(tmp_path / "forks")
+    assert all(row["forked_turns"] == row["rollouts"] for row in rows)  # one fork point per two-turn rollout

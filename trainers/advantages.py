@@ -27,6 +27,7 @@ class Rollout:
     episode: Episode
     reward: float
     turn_advantages: dict[int, float] = field(default_factory=dict)  # assistant message index -> advantage
+    fork_values: dict[int, float] = field(default_factory=dict)  # reply number -> mean return of its forks
 
     def advantage_of(self, message_index: int, episode_advantage: float) -> float:
         """The turn's own advantage where credit assigned one, else the episode's."""

@@ -201,13 +201,15 @@ def _rollout(run: _Run, step: int) -> tuple[list[Group], dict[str, Any]]:
         plan = run.planner.plan(need, step, round_, positives, len(kept) - positives)
         spacing = max(config.group_size, config.max_group_size)  # trial numbers never collide
         jobs = rollout_jobs(plan, step, round_, config.max_rounds, spacing)
-        episodes = _gathered(run, jobs)
-        for status, count in describe(episodes).items():
+        results = _gathered(run, jobs)
+        for status, count in describe([episode for episode, _ in results]).items():
             statuses[status] += count
         for task_id, size in plan:
-            mine, episodes = episodes[:size], episodes[size:]
-            shaped = [shaped_reward(e, config.overlong_tokens, config.overlong_buffer) for e in mine]
-            rollouts = [Rollout(e, reward) for e, reward in zip(mine, shaped, strict=True)]
+            mine, results = results[:size], results[size:]
+            rollouts = [
+                Rollout(e, shaped_reward(e, config.overlong_tokens, config.overlong_buffer), fork_values=v)
+                for e, v in mine
+            ]
             group = Group(task_id, rollouts)
             run.planner.observe(group)
             every.append(group)
@@ -218,6 +220,10 @@ def _rollout(run: _Run, step: int) -> tuple[list[Group], dict[str, Any]]:
         from orchard_envs.trainers.turn_credit import pure_credit
 
         pure_credit(chosen, run.settings.scale_rewards)
+    elif config.credit == "turn-fork":
+        from orchard_envs.trainers.turn_credit import fork_credit
+
+        fork_credit(chosen, run.settings.scale_rewards)
     rewards = [reward for group in every for reward in group.rewards]
     stats = {
         "reward_mean": sum(rewards) / len(rewards) if rewards else 0.0,
@@ -231,21 +237,35 @@ def _rollout(run: _Run, step: int) -> tuple[list[Group], dict[str, Any]]:
         "pass_rate_histogram": run.planner.histogram(),
         "statuses": dict(statuses),
         "generated_tokens": generated_tokens([r.episode for g in every for r in g.rollouts]),
+        "forked_turns": sum(len(r.fork_values) for g in every for r in g.rollouts),
     }
     return chosen, stats
 
 
-def _gathered(run: _Run, jobs: list[Any]) -> list[Any]:
-    """Every job's episode in job order; under torchrun each rank runs its share and all ranks get all."""
+def _gathered(run: _Run, jobs: list[Any]) -> list[tuple[Any, dict[int, float]]]:
+    """Every job's (episode, turn-fork values) in job order; under torchrun each rank runs its share and
+    all ranks get all."""
     world = run.world
-    if world.size == 1:
-        return run.pool.run(jobs)
     indices = list(range(world.rank, len(jobs), world.size))
-    mine = list(zip(indices, run.pool.run([jobs[i] for i in indices]), strict=True))
+    hooks = [_forks(run) for _ in indices]
+    episodes = run.pool.run([jobs[i] for i in indices], hooks)
+    mine = [(i, e, h.values if h else {}) for i, e, h in zip(indices, episodes, hooks, strict=True)]
+    if world.size == 1:
+        return [(episode, values) for _, episode, values in mine]
     parts: list[Any] = [None] * world.size
     torch.distributed.all_gather_object(parts, mine)
-    merged = sorted((pair for part in parts for pair in part), key=lambda pair: pair[0])
-    return [episode for _, episode in merged]
+    merged = sorted((item for part in parts for item in part), key=lambda item: item[0])
+    return [(episode, values) for _, episode, values in merged]
+
+
+def _forks(run: _Run) -> Any:
+    """A turn-fork hook for one rollout, under `--credit turn-fork`."""
+    if run.config.credit != "turn-fork":
+        return None
+    from orchard_envs.trainers.turn_credit import TurnForks
+
+    factory = run.pool.factory
+    return TurnForks(factory.harness, factory.agent, run.config.fork_turns, run.config.fork_samples)
 
 
 def _update(run: _Run, groups: list[Group]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import Any
 
 from orchard_envs.episodes import Episode
 from orchard_envs.leaderboard.executor import EpisodeFactory, EpisodeWorker, Job
+from orchard_envs.runner import OnTurn
 
 MAX_INFRA_RETRIES = 2
 
@@ -25,6 +26,7 @@ class RolloutPool:
     """`workers` episode workers kept across steps (an env's services or sandboxes start once)."""
 
     def __init__(self, factory: EpisodeFactory, workers: int) -> None:
+        self.factory = factory
         self._idle: queue.Queue[EpisodeWorker] = queue.Queue()
         self._all: list[EpisodeWorker] = []
         try:
@@ -37,13 +39,14 @@ class RolloutPool:
             raise
         self._threads = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rollout")
 
-    def run(self, jobs: list[Job]) -> list[Episode]:
-        """Every job's episode, in job order (an infra fault is retried on a fresh env, then recorded)."""
-        return list(self._threads.map(self._run_one, jobs))
+    def run(self, jobs: list[Job], hooks: list[OnTurn | None] | None = None) -> list[Episode]:
+        """Every job's episode, in job order (an infra fault is retried on a fresh env, then recorded);
+        `hooks[i]` is job i's `on_turn` (turn forks)."""
+        return list(self._threads.map(self._run_one, jobs, hooks or [None] * len(jobs)))
 
-    def _run_one(self, job: Job) -> Episode:
+    def _run_one(self, job: Job, hook: OnTurn | None) -> Episode:
         with self._worker() as worker:
-            result = worker.run(job, MAX_INFRA_RETRIES)
+            result = worker.run(job, MAX_INFRA_RETRIES, on_turn=hook)
         assert result is not None  # no stop event: a job always ends with an episode
         return result[0]
 
