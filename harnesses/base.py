@@ -58,6 +58,14 @@ def elide_old_observations(
     return out
 
 
+def observation_text(observation: Any) -> str:
+    """The text of an observation: a GUI env's `{"text", "screenshot"}` dict shows its text, a text env's
+    string is itself (so every text harness drives GUI envs through their tool schemas)."""
+    if isinstance(observation, dict):
+        return str(observation.get("text", ""))
+    return observation if isinstance(observation, str) else str(observation)
+
+
 def end_tool(tools: list[dict[str, Any]]) -> str:
     """The tool that ends this env's episodes, named in prompts: `submit` (SWE) or `finish` (Claw)."""
     return end_action([tool["function"]["name"] for tool in tools])["name"]
@@ -99,6 +107,11 @@ class Harness(ABC):
     def start(self, instruction: str, tools: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
         """(the opening messages, the tools offered to the model through the API)."""
 
+    def opening(self, observation: Any) -> list[dict[str, Any]]:
+        """Messages to add after `start`'s, from reset's observation (the GUI harness shows the first
+        screenshot); none by default: the instruction already holds the text."""
+        return []
+
     def api_tools(self, offered: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The tools sent through the model API (text harnesses describe them in the prompt instead)."""
         return offered
@@ -108,8 +121,8 @@ class Harness(ABC):
         """The tool calls in a reply, or a FormatError to send back to the model."""
 
     @abstractmethod
-    def observation(self, call: Call, observation: str) -> dict[str, Any]:
-        """The message that shows the model what its action did."""
+    def observation(self, call: Call, observation: Any) -> dict[str, Any]:
+        """The message that shows the model what its action did (`observation_text` of a GUI one)."""
 
     def format_error(self, error: FormatError) -> dict[str, Any]:
         """The message that tells the model what was wrong with its reply."""

@@ -9,7 +9,7 @@ from typing import Any
 
 from orchard_envs.agents.base import AssistantTurn
 from orchard_envs.errors import ConfigError
-from orchard_envs.harnesses.base import Action, Call, FormatError, Harness, end_tool
+from orchard_envs.harnesses.base import Action, Call, FormatError, Harness, end_tool, observation_text
 from orchard_envs.text import clip
 
 REACT_SYSTEM = """\
@@ -71,9 +71,9 @@ class ReactHarness(Harness):
             return FormatError('the tool call must be {"name": "<tool>", "arguments": {...}}')
         return [Call({"name": call["name"], "arguments": call.get("arguments") or {}})]
 
-    def observation(self, call: Call, observation: str) -> dict[str, Any]:
+    def observation(self, call: Call, observation: Any) -> dict[str, Any]:
         """The tool's output, clipped, in a <tool_response> user message."""
-        content = clip(observation, self.observation_chars)
+        content = clip(observation_text(observation), self.observation_chars)
         return {"role": "user", "content": f"<tool_response>\n{content}\n</tool_response>"}
 
     def encode(self, action: Action) -> AssistantTurn:
@@ -116,9 +116,10 @@ class BashOnlyHarness(Harness):
             return [Call({"name": "submit", "arguments": {}})]
         return [Call({"name": "bash", "arguments": {"command": command}})]
 
-    def observation(self, call: Call, observation: str) -> dict[str, Any]:
+    def observation(self, call: Call, observation: Any) -> dict[str, Any]:
         """The command's output, clipped, as a user message."""
-        return {"role": "user", "content": f"Output:\n{clip(observation, self.observation_chars)}"}
+        content = clip(observation_text(observation), self.observation_chars)
+        return {"role": "user", "content": f"Output:\n{content}"}
 
     def encode(self, action: Action) -> AssistantTurn:
         """An action as a ```bash block; ConfigError for tools other than bash and submit."""

@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from orchard_envs.agents.base import AssistantTurn
-from orchard_envs.harnesses.base import Action, Call, FormatError, Harness, end_tool
+from orchard_envs.harnesses.base import Action, Call, FormatError, Harness, end_tool, observation_text
 from orchard_envs.text import clip
 
 SYSTEM = (
@@ -44,12 +44,12 @@ class ToolCallingHarness(Harness):
             for c in turn.tool_calls
         ]
 
-    def observation(self, call: Call, observation: str) -> dict[str, Any]:
+    def observation(self, call: Call, observation: Any) -> dict[str, Any]:
         """The tool's output, clipped, as a `tool` message answering the call's id."""
         return {
             "role": "tool",
             "tool_call_id": call.call_id,
-            "content": clip(observation, self.observation_chars),
+            "content": clip(observation_text(observation), self.observation_chars),
         }
 
     def encode(self, action: Action) -> AssistantTurn:

@@ -52,10 +52,11 @@ def run_episode(
     """One episode. `seed` resets the env; `trial` is which of the task's k samples this is; `on_turn`,
     if given, is called after every reply whose episode goes on."""
     started = time.perf_counter()
-    _, info = env.reset(seed=seed, options={"task_id": task_id} if task_id else None)
+    observation, info = env.reset(seed=seed, options={"task_id": task_id} if task_id else None)
     tools = info["tools"]
     harness.check_tools(tools)
     messages, offered = harness.start(info["instruction"], tools)
+    messages.extend(harness.opening(observation))
     env_id = _env_id(env)
     episode_task = _task_id(info) or task_id or ""
     _start_agent(agent, env, harness, offered, episode_task, trial)

@@ -86,6 +86,10 @@ class ToolEnv(gym.Env[str, str]):
     def _end(self) -> None:
         """Release what the episode held, once it is graded (or grading failed)."""
 
+    def _observe(self, text: str) -> Any:
+        """The observation returned for this (clipped) text: the text itself; GUI envs add a screenshot."""
+        return text
+
     # The contract.
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict]:
         """Start an episode: `options={"task_id": ...}` picks the task, else `seed` draws one."""
@@ -95,7 +99,7 @@ class ToolEnv(gym.Env[str, str]):
         self._steps, self._done = 0, False
         self._last_observation = self._fit(observation)
         info = {"instruction": self._last_observation, "tools": copy_tools(self._tools), **env_info}
-        return self._last_observation, info
+        return self._observe(self._last_observation), info
 
     def step(self, action: str | dict) -> tuple[str, float, bool, bool, dict[str, Any]]:
         """Run one tool call; an ending tool or a limit ends the episode, and its verdict rides in `info`."""
@@ -118,7 +122,7 @@ class ToolEnv(gym.Env[str, str]):
             ended = "Submitted" if terminated else "The episode was cut at its limit"
             observation = observation or f"{ended}. Grading: {verdict.status}. {verdict.reason}".strip()
         self._last_observation = self._fit(observation)
-        return self._last_observation, reward, terminated, truncated, info
+        return self._observe(self._last_observation), reward, terminated, truncated, info
 
     def truncate(self) -> Verdict:
         """End the open episode because something outside the env cut it (a `TimeLimit`), and grade it."""
