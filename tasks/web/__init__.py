@@ -1,0 +1,1 @@
+"""Self-hosted web sites (shop, webmail, travel, wiki) and the `web-mini` suite for `orchard/Web-v0`."""
