@@ -76,6 +76,10 @@ class ToolEnv(gym.Env[str, str]):
         """Steps after which the episode is truncated (and graded)."""
         return self.max_steps
 
+    def _task_over(self) -> bool:
+        """The task itself ended after the last call (a MiniWoB page that scored the episode)."""
+        return False
+
     def _out_of_time(self) -> bool:
         """An env with a clock of its own truncates the episode when this turns true."""
         return False
@@ -111,7 +115,7 @@ class ToolEnv(gym.Env[str, str]):
         call, observation = self._parse(action, info)
         if call is not None:
             observation = self._run_tool(call, info)
-        terminated = call is not None and call.name in self.ending_tools
+        terminated = call is not None and (call.name in self.ending_tools or self._task_over())
         limit = self._step_limit()
         truncated = not terminated and ((limit is not None and self._steps >= limit) or self._out_of_time())
         reward = 0.0
