@@ -14,5 +14,10 @@ HARNESSES: dict[str, str] = {
 
 
 def get_harness(name: str, **options: Any):
-    """A harness by registry name ('tool-calling', ...); options go to its constructor."""
+    """A harness by registry name ('tool-calling', ..., or 'external:NAME' for an agent CLI run in the
+    sandbox: harnesses/external.py); options go to its constructor."""
+    if name.startswith("external:"):
+        from orchard_envs.harnesses.external import ExternalHarness
+
+        return ExternalHarness(name.partition(":")[2], **options)
     return construct("harness", HARNESSES, name, **options)

@@ -51,6 +51,8 @@ def run_episode(
 ) -> Episode:
     """One episode. `seed` resets the env; `trial` is which of the task's k samples this is; `on_turn`,
     if given, is called after every reply whose episode goes on."""
+    if getattr(harness, "drives_episode", False):  # an agent CLI in the sandbox (harnesses/external.py)
+        return harness.run_episode(env, agent, task_id=task_id, seed=seed, trial=trial)  # type: ignore[attr-defined]
     started = time.perf_counter()
     observation, info = env.reset(seed=seed, options={"task_id": task_id} if task_id else None)
     tools = info["tools"]
