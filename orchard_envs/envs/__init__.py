@@ -10,6 +10,7 @@ from __future__ import annotations
 ENVIRONMENTS: dict[str, str] = {
     "orchard/SWE-v0": "orchard_envs.envs.swe:SWEEnv",
     "orchard/Claw-v0": "orchard_envs.envs.claw:ClawEnv",
+    "orchard/Desktop-v0": "orchard_envs.envs.desktop:DesktopEnv",
 }
 GRADE_ON_TRUNCATION = "orchard_envs.envs.tool_env:GradeOnTruncation"
 
