@@ -33,6 +33,7 @@ SETUPS: dict[str, tuple[dict[str, Any], str]] = {
         json.dumps({"name": "bash", "arguments": {"command": f"echo '{UNICODE}'"}}),
     ),
     "orchard/Claw-v0": ({"task_ids": [CLAW_TASK]}, json.dumps({"name": UNICODE, "arguments": {}})),
+    "orchard/Desktop-v0": ({"task_ids": ["text_replace-00"]}, json.dumps({"name": UNICODE, "arguments": {}})),
 }
 VECTORS = {
     "sync": SyncVectorEnv,
@@ -45,6 +46,8 @@ VECTORS = {
 def env_id(request) -> str:
     if request.param == "orchard/SWE-v0":
         require(shutil.which("bwrap") is not None, "bubblewrap is not installed")
+    if request.param == "orchard/Desktop-v0":
+        require(shutil.which("Xvfb") is not None, "Xvfb is not installed (scripts/setup.sh)")
     return request.param
 
 
