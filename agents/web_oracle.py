@@ -28,7 +28,9 @@ def observation_text(messages: list[dict[str, Any]]) -> str:
             continue
         content = message.get("content")
         if isinstance(content, list):
-            return "\n".join(part.get("text", "") for part in content if isinstance(part, dict))
+            return "\n".join(
+                str(part["text"]) for part in content if isinstance(part, dict) and "text" in part
+            )
         return str(content or "")
     return ""
 

@@ -84,12 +84,12 @@ class SiteHost:
         return self
 
     def reset(self, task: WebTask) -> str:
-        """Reset every site's database to the task's seed; returns the absolute start URL."""
+        """Reset every site's database to the task's seed (one request: the sites share a process), so
+        nothing an earlier episode wrote on any site is left; returns the absolute start URL."""
         if task.site not in self.urls:
             raise unknown_name("web site", task.site, self.urls)
         began = time.perf_counter()
-        for name in self.urls:
-            self._reset_site(name, task.seed)
+        self._reset_site(task.site, task.seed)  # the child resets every site's database on this request
         self.last_reset_s = time.perf_counter() - began
         return self.urls[task.site] + task.start_path
 
@@ -154,7 +154,7 @@ class SiteHost:
 async def _serve_all(token: str) -> None:
     import uvicorn
 
-    from orchard_envs.tasks.web.sites.common import create_site_app
+    from orchard_envs.tasks.web.sites.common import SiteDB, create_site_app
 
     class Server(uvicorn.Server):
         def capture_signals(self) -> contextlib.nullcontext[None]:  # type: ignore[override]
@@ -162,12 +162,13 @@ async def _serve_all(token: str) -> None:
 
     servers: list[tuple[uvicorn.Server, socket.socket]] = []
     ports: dict[str, int] = {}
+    group: list[SiteDB] = []
     for name in SITE_NAMES:
         site = importlib.import_module(f"orchard_envs.tasks.web.sites.{name}").SITE
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP_NODELAY: see claw
         sock.bind(("127.0.0.1", 0))
         ports[name] = sock.getsockname()[1]
-        app, _ = create_site_app(site, token)
+        app, _ = create_site_app(site, token, group)
         config = uvicorn.Config(
             app,
             log_level="warning",

@@ -266,6 +266,8 @@ def _add_to_cart(db: SiteDB, product_id: int | None, quantity: int | None) -> st
         return "Quantity must be between 1 and 10."
     in_cart = db.one("SELECT id, quantity FROM cart WHERE product_id = ?", [product_id])
     total = quantity + (in_cart["quantity"] if in_cart else 0)
+    if item["stock"] == 0:
+        return "This product is out of stock."
     if total > item["stock"]:
         return f"Only {item['stock']} left in stock."
     if in_cart:

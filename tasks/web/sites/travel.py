@@ -87,7 +87,7 @@ def _search_errors(params: dict[str, str]) -> list[str]:
     elif params["date"] not in travel_data.dates():
         days = travel_data.dates()
         errors.append(f"Flights are scheduled from {days[0]} to {days[-1]} only.")
-    if as_int(params.get("passengers")) not in (1, 2, 3, 4):
+    if as_int(params.get("passengers", "1")) not in (1, 2, 3, 4):
         errors.append("Passengers must be between 1 and 4.")
     return errors
 
