@@ -3,7 +3,8 @@
 One node per line, two spaces of indent per depth: `[bid] role "name"` and then optional properties,
 ` key=value` or ` key="quoted value"` (value, checked, selected, disabled, focused, expanded, url). The
 name and quoted values are JSON strings, so any text (quotes, newlines) survives `render_axtree` ->
-`parse_axtree`. Text that is not an element of its own is a `StaticText` node with an empty bid.
+`parse_axtree`. Text is a `StaticText` node; it carries the bid of the element
+it sits in when that element has no node of its own (a `<span>` clicked as a link), else an empty bid.
 
 The bids are assigned in the page by `EXTRACT_JS`: each element gets a `bid` attribute the first time it is
 seen, so it keeps its bid across steps (until a navigation replaces the document). Roles are the ARIA
@@ -158,11 +159,11 @@ EXTRACT_JS = r"""
   };
   const out = [];
   const focused = document.activeElement;
-  const walk = (node, depth, parentNamed) => {
+  const walk = (node, depth, parentNamed, hostBid) => {
     if (out.length >= MAX_NODES) return;
     if (node.nodeType === Node.TEXT_NODE) {
       const text = clean(node.textContent);
-      if (text && !parentNamed) out.push({bid: '', role: 'StaticText', name: text, depth, props: {}});
+      if (text && !parentNamed) out.push({bid: hostBid, role: 'StaticText', name: text, depth, props: {}});
       return;
     }
     if (node.nodeType !== Node.ELEMENT_NODE) return;
@@ -191,14 +192,16 @@ EXTRACT_JS = r"""
       named = NAME_FROM_TEXT.has(role) && name !== '';
     }
     if (tag === 'select' || tag === 'iframe') {
-      if (tag === 'select') for (const opt of el.options) walk(opt, next, false);
+      if (tag === 'select') for (const opt of el.options) walk(opt, next, false, '');
       return;
     }
-    for (const child of el.childNodes) walk(child, next, named);
-    if (el.shadowRoot) for (const child of el.shadowRoot.childNodes) walk(child, next, named);
+    // text directly in an element left out of the tree (a <span>) carries that element's bid
+    const host = role ? '' : el.getAttribute('bid');
+    for (const child of el.childNodes) walk(child, next, named, host);
+    if (el.shadowRoot) for (const child of el.shadowRoot.childNodes) walk(child, next, named, host);
   };
   out.push({bid: '', role: 'RootWebArea', name: clean(document.title), depth: 0, props: {}});
-  if (document.body) for (const child of document.body.childNodes) walk(child, 1, false);
+  if (document.body) for (const child of document.body.childNodes) walk(child, 1, false, '');
   const f = document.activeElement;
   const fbid = f && f !== document.body && f.getAttribute ? (f.getAttribute('bid') || '') : '';
   return {nodes: out, focused: fbid};

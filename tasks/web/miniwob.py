@@ -114,7 +114,8 @@ class MiniWobHost:
 
     def prepare(self, task: MiniWobTask, page: Any, seed: int) -> str:
         """Start the loaded page's episode with this seed; its instruction (the page's utterance)."""
-        page.wait_for_function("() => typeof core !== 'undefined' && typeof genProblem === 'function'")
+        ready = "() => typeof core !== 'undefined' && typeof genProblem === 'function'"
+        page.wait_for_function(ready, timeout=READY_TIMEOUT_MS)
         page.evaluate(START_JS, seed)
         page.wait_for_function("() => WOB_TASK_READY !== false", timeout=READY_TIMEOUT_MS)
         return str(page.evaluate("() => core.getUtterance()"))
@@ -140,7 +141,7 @@ class MiniWobHost:
             reason = "the task page did not end its episode"
         else:
             reason = f"the page's raw reward is {raw:g}" + (
-                f" ({state['reason']})" if state["reason"] != "null" else ""
+                f" ({state['reason']})" if state["reason"] not in ("null", "undefined") else ""
             )
         return Verdict(
             status="passed" if passed else "failed",
