@@ -194,3 +194,36 @@ def test_families_are_deterministic():
         one = build(random.Random(f"x:{name}"), "test", 2)
         two = build(random.Random(f"x:{name}"), "test", 2)
         assert one == two, name
+
+
+class ScriptedJudge:
+    """An agent endpoint stand-in that always replies the same."""
+
+    def __init__(self, reply: str) -> None:
+        self.reply, self.seen = reply, []
+
+    def act(self, messages, tools):
+        from orchard_envs.agents.base import AssistantTurn
+
+        self.seen.append(messages)
+        return AssistantTurn(content=self.reply)
+
+
+def test_llm_judge_adds_a_check_and_never_passes_alone():
+    from orchard_envs.tasks.web.grading import with_judge
+    from orchard_envs.tasks.web.judge import WebJudge
+
+    task = next(t for t in load_suite("web-mini") if t.family == "wiki_fact")
+    assert not any(t.expected.get("judge") for t in load_suite("web-mini")), (
+        "no bundled task leans on a judge"
+    )
+    passed = grade_state(task, {}, answer=task.expected["accept"][0], infeasible_reason=None)
+    failed = grade_state(task, {}, answer="no idea", infeasible_reason=None)
+    yes, no = WebJudge(ScriptedJudge("fine.\nVERDICT: PASS")), WebJudge(ScriptedJudge("VERDICT: FAIL"))
+    assert with_judge(passed, *yes.judge(task, "x", "page")).reward == 1.0
+    assert with_judge(passed, *no.judge(task, "x", "page")).reward == 0.0
+    assert with_judge(failed, *yes.judge(task, "x", "page")).reward == 0.0, (
+        "the judge cannot rescue a failure"
+    )
+    assert WebJudge(ScriptedJudge("looks good")).judge(task, "x", "page")[0] is False, "no verdict line: FAIL"
+    assert task.instruction in yes.agent.seen[0][1]["content"]

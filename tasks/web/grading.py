@@ -175,3 +175,19 @@ def grade_state(task: WebTask, state: State, *, answer: str | None, infeasible_r
         breakdown={name: float(ok) for name, ok in checks.items()},
         reason="" if passed else "failed checks: " + ", ".join(failed),
     )
+
+
+def with_judge(verdict: Verdict, passed: bool, reply: str) -> Verdict:
+    """The verdict with the LLM judge's check added: it can fail an episode, never pass a failed one."""
+    breakdown = {**verdict.breakdown, "judge": float(passed)}
+    ok = verdict.resolved and passed
+    reason = verdict.reason if passed else f"{verdict.reason}; judge: {reply[-300:]}".lstrip("; ")
+    return verdict.model_copy(
+        update={
+            "status": "passed" if ok else "failed",
+            "reward": float(ok),
+            "resolved": ok,
+            "breakdown": breakdown,
+            "reason": "" if ok else reason,
+        }
+    )

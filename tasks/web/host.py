@@ -32,7 +32,8 @@ import httpx
 from orchard_envs.envs.verdict import Verdict
 from orchard_envs.errors import SandboxError, unknown_name
 from orchard_envs.tasks.claw.host import _read_ports, _shutdown, _tail
-from orchard_envs.tasks.web.grading import grade_state
+from orchard_envs.tasks.web.grading import grade_state, with_judge
+from orchard_envs.tasks.web.judge import WebJudge
 from orchard_envs.tasks.web.sites import SITE_NAMES
 from orchard_envs.tasks.web.sites.common import CONTROL_HEADER
 from orchard_envs.tasks.web.task import WebTask
@@ -45,7 +46,8 @@ class SiteHost:
     """Handle on the sites' process: `SiteHost().start()`, then `reset(task)` per episode, `grade(...)` at
     its end, `close()` (idempotent, also run at interpreter exit)."""
 
-    def __init__(self) -> None:
+    def __init__(self, judge: WebJudge | None = None) -> None:
+        self.judge = judge  # an optional LLM judge for tasks that opt in (expected["judge"]); never alone
         self.proc: subprocess.Popen[bytes] | None = None
         self.urls: dict[str, str] = {}
         self.last_reset_s = 0.0  # seconds the last reset took (databases only), for benchmarks
@@ -110,12 +112,16 @@ class SiteHost:
         infeasible_reason: str | None,
         page: Any = None,
     ) -> Verdict:
-        """Grade the episode from the site's own state and the answer (`page` is accepted and unused)."""
+        """Grade the episode from the site's own state and the answer; with a judge and a task that opts in,
+        the judge's verdict on the final page (`page`, a Playwright page) is one more check."""
         began = time.perf_counter()
         state = self.state(task.site)
         fetched = time.perf_counter()
         verdict = grade_state(task, state, answer=answer, infeasible_reason=infeasible_reason)
         verdict.timings.update({"state": fetched - began, "grade": time.perf_counter() - fetched})
+        if self.judge is not None and task.expected.get("judge") and not task.infeasible:
+            text = page.inner_text("body") if page is not None else f"(page {page_url})"
+            verdict = with_judge(verdict, *self.judge.judge(task, answer, text))
         return verdict
 
     def alive(self) -> bool:
