@@ -9,8 +9,9 @@ jail of its own (read-only system folders, a private /tmp, no capabilities). Two
 - `/tmp/.X11-unix/X0` inside the jail, bound from a fresh 0700 host folder the sandbox never sees: the host
   connects there. The host never opens a path the sandbox can change.
 
-The host's connection is made impervious to server grabs (XTEST GrabControl) and has a socket timeout, so
-an X client in the sandbox that grabs or stalls the server cannot hang the host's screenshot or input.
+The host's connection is made impervious to server grabs (XTEST GrabControl), so an X client in the
+sandbox that grabs the server (which makes every other client wait) cannot hang the host's screenshot or
+input. The server itself is trusted code; a sandbox process cannot signal or stop it (other pid namespace).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import numpy as np
 
 from orchard_envs.errors import BackendUnavailable, SandboxError
 
-X_TIMEOUT = 10.0  # seconds the host waits on one X request before it calls the display broken
+X_TIMEOUT = 30.0  # seconds one blocking send or receive on the host's X socket may take
 START_TIMEOUT = 10.0
 MAX_WINDOWS = 50
 MAX_TITLE = 200
@@ -227,7 +228,7 @@ def _read_line(fd: int, timeout: float) -> bytes:
 
 def connect(path: Path) -> Any:
     """An Xlib Display over the socket at `path` (python-xlib only knows /tmp/.X11-unix paths), immune to
-    other clients' server grabs and bounded by a timeout."""
+    other clients' server grabs."""
     import Xlib.display
     import Xlib.support.unix_connect as unix_connect
 

@@ -13,6 +13,7 @@ writable path, seeing only the Python install and the display's host-only socket
 from __future__ import annotations
 
 import ast
+import builtins
 import subprocess
 import sys
 import sysconfig
@@ -71,6 +72,7 @@ SAFE_BUILTINS = (
     "False",
     "None",
 )
+FORBIDDEN_BUILTINS = frozenset(dir(builtins)) - set(SAFE_BUILTINS)  # eval, exec, open, getattr, type, ...
 MODULES = {"pyautogui": PYAUTOGUI_NAMES, "time": TIME_NAMES}
 MAX_CODE = 20_000
 TIMEOUT = 30.0
@@ -109,6 +111,8 @@ def _check_node(node: ast.AST) -> None:
             raise CodeRefused(f"attribute {ast.unparse(node)!r} is not allowed; allowed: {allowed}")
     elif isinstance(node, ast.Name) and node.id.startswith("_"):
         raise CodeRefused(f"names starting with an underscore are not allowed ({node.id!r})")
+    elif isinstance(node, ast.Name) and node.id in FORBIDDEN_BUILTINS:
+        raise CodeRefused(f"{node.id!r} is not available; builtins here: {', '.join(SAFE_BUILTINS)}")
     elif isinstance(node, (ast.Global, ast.Nonlocal, ast.AsyncFunctionDef, ast.Await)):
         raise CodeRefused(f"{type(node).__name__} is not allowed")
 
