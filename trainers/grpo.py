@@ -112,9 +112,8 @@ def _train(config: GRPOConfig, world: World) -> GRPOResult:
         planner.load_state_dict(saved_extra(out).get("pass_rates", {}))
     out.mkdir(parents=True, exist_ok=True)
     generator, agent = _policy_agent(model, tokenizer, end_ids, config)
-    factory = EpisodeFactory(
-        env_id, env_kwargs, config.harness, "hf", _options(config.harness_option), shared_agent=agent
-    )
+    harness_options = {"max_turns": config.max_turns, **_options(config.harness_option)}
+    factory = EpisodeFactory(env_id, env_kwargs, config.harness, "hf", harness_options, shared_agent=agent)
     pool = RolloutPool(factory, config.jobs)
     run = _Run(
         config,
