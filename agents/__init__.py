@@ -14,6 +14,8 @@ AGENTS: dict[str, str] = {
     "oracle": "orchard_envs.agents.scripted:OracleAgent",
     "random": "orchard_envs.agents.scripted:RandomAgent",
     "replay": "orchard_envs.agents.scripted:replay_from",
+    "web-oracle": "orchard_envs.agents.web_oracle:WebOracleAgent",
+    "web-wrong": "orchard_envs.agents.web_oracle:WebWrongAgent",
 }
 
 
