@@ -4,14 +4,18 @@ execution.
 Each episode gets a fresh local sandbox (network off, files only in the sandbox) with its own jailed Xvfb,
 openbox and the apps the task's OSWorld-style config starts (mousepad, stterm, gnumeric, pcmanfm); see
 `orchard_envs.desktop`. An action is one pyautogui-level tool call (OSWorld's `computer_13` names) or, with
-`action_space="pyautogui"`, a code string run with nothing but pyautogui in reach. The observation is the
-screenshot plus the window list (titles and geometry). The episode ends with `done` or `fail` (or a limit)
-and is graded on what the apps left in the sandbox: saved files, spreadsheet cells read by ssconvert in a
-fresh sandbox, folder contents; an infeasible task scores 1 only when the agent calls `fail`.
+`action_space="pyautogui"`, a code string run with nothing but pyautogui in reach. With `prewarm` (the
+default) the next episode's desktop (sandbox, X server, window manager) starts when an episode ends, so a
+reset pays only for the task's files and apps; a desktop is never reused across episodes. The observation
+is the screenshot plus the window list (titles and geometry). The episode ends with `done` or `fail` (or a
+limit) and is graded on what the apps left in the sandbox: saved files, spreadsheet cells read by ssconvert
+in a fresh sandbox, folder contents; an infeasible task scores 1 only when the agent calls `fail`.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import time
 from typing import Any, Literal
 
@@ -55,12 +59,16 @@ class DesktopEnv(GuiToolEnv):
         screen_size: tuple[int, int] = (1024, 768),
         settle: float = 0.3,
         memory: str = "2g",
+        prewarm: bool = True,
         render_mode: str | None = None,
     ) -> None:
         super().__init__(max_steps=max_steps, render_mode=render_mode, screen_size=tuple(screen_size))
         if action_space not in ACTION_SPACES:
             raise ConfigError(f"action_space must be one of {', '.join(ACTION_SPACES)}, not {action_space!r}")
         self.suite, self.action_space, self.settle, self.memory = str(suite), action_space, settle, memory
+        self.prewarm = prewarm
+        self._next: concurrent.futures.Future[DesktopSession] | None = None
+        self._starter: concurrent.futures.ThreadPoolExecutor | None = None
         self.tasks = load_suite(suite, split)
         if task_ids is not None:
             self.tasks = [self.find_task(task_id) for task_id in task_ids]
@@ -91,12 +99,7 @@ class DesktopEnv(GuiToolEnv):
             self.find_task(task_id) if task_id else self.tasks[int(self.np_random.integers(len(self.tasks)))]
         )
         self._close_session()
-        if self._backend is None:
-            from orchard_envs.sandbox import get_backend
-
-            self._backend = get_backend("local")
-        width, height = self.screen_size
-        self._session = DesktopSession(self._backend, width, height, self.memory)
+        self._session = self._take_desktop()
         desktop = time.perf_counter()
         run_config(list(task.config), self._session)
         self._task = task
@@ -109,6 +112,32 @@ class DesktopEnv(GuiToolEnv):
         text = f"{task.instruction}\n\n{self._window_text()}"
         timings = {"desktop": desktop - started, "reset": time.perf_counter() - started}
         return text, {"task": task.to_info(), "timings": timings}
+
+    def _new_desktop(self) -> DesktopSession:
+        if self._backend is None:
+            from orchard_envs.sandbox import get_backend
+
+            self._backend = get_backend("local")
+        width, height = self.screen_size
+        return DesktopSession(self._backend, width, height, self.memory)
+
+    def _take_desktop(self) -> DesktopSession:
+        """A fresh desktop: the one started in the background when the last episode ended, else a new
+        one. Never a used one: an episode's processes and X state must not reach the next episode."""
+        ahead, self._next = self._next, None
+        if ahead is not None:
+            try:
+                return ahead.result()
+            except Exception:  # a failed background start is retried here, where its error is seen
+                pass
+        return self._new_desktop()
+
+    def _start_next(self) -> None:
+        if not self.prewarm or self._next is not None:
+            return
+        if self._starter is None:
+            self._starter = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="orchard-desktop")
+        self._next = self._starter.submit(self._new_desktop)
 
     def _run_tool(self, call: ToolCall, info: dict[str, Any]) -> str:
         assert self._session is not None and self._session.display is not None
@@ -160,6 +189,7 @@ class DesktopEnv(GuiToolEnv):
     def _end(self) -> None:
         self._screenshot()  # the last observation shows the screen as the episode left it
         self._close_session()
+        self._start_next()  # the next episode's desktop starts while the agent's side records this one
 
     def _close_session(self) -> None:
         if self._session is not None:
@@ -167,6 +197,13 @@ class DesktopEnv(GuiToolEnv):
             self._session = None
 
     def close(self) -> None:
-        """Stop the episode's desktop and sandbox."""
+        """Stop the episode's desktop and sandbox, and the one started ahead."""
         self._close_session()
+        ahead, self._next = self._next, None
+        if ahead is not None:
+            with contextlib.suppress(Exception):
+                ahead.result().close()
+        if self._starter is not None:
+            self._starter.shutdown(wait=True)
+            self._starter = None
         super().close()
