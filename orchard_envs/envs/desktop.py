@@ -102,6 +102,7 @@ class DesktopEnv(GuiToolEnv):
         self._session = self._take_desktop()
         desktop = time.perf_counter()
         run_config(list(task.config), self._session)
+        self._wait_until_drawn()
         self._task = task
         width, height = self.screen_size
         self._tools = (
@@ -159,6 +160,19 @@ class DesktopEnv(GuiToolEnv):
         if result.startswith("Error"):
             info["error"] = "code_error"
         return f"{result}\n\n{self._window_text()}".lstrip()
+
+    def _wait_until_drawn(self, timeout: float = 5.0) -> None:
+        """Apps map their windows before they paint them: the first observation waits until two screenshots
+        0.15 s apart are the same (or `timeout` passes), so it shows what the agent will act on."""
+        assert self._session is not None and self._session.display is not None
+        deadline = time.monotonic() + timeout
+        previous = self._session.display.screenshot()
+        while time.monotonic() < deadline:
+            time.sleep(0.15)
+            current = self._session.display.screenshot()
+            if np.array_equal(current, previous):
+                return
+            previous = current
 
     def _window_text(self) -> str:
         assert self._session is not None
