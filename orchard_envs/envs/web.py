@@ -54,7 +54,7 @@ class WebEnv(GuiToolEnv):
         if type(action_timeout_ms) is not int or action_timeout_ms < 1:
             raise ConfigError(f"action_timeout_ms must be a positive whole number, not {action_timeout_ms!r}")
         self.suite, self.ax_tree, self.action_timeout_ms = str(suite), bool(ax_tree), action_timeout_ms
-        self.tasks = _load_suite(self.suite, split)
+        self.tasks = self._suite_tasks(split)
         if task_ids is not None:
             self.tasks = [self.find_task(task_id) for task_id in task_ids]
         if not self.tasks:
@@ -168,9 +168,29 @@ class WebEnv(GuiToolEnv):
             self._host = None
         super().close()
 
+    def _suite_tasks(self, split: str | None) -> list[Any]:
+        """The suite's tasks (MiniWoB's from the package, the sites' from tasks/web)."""
+        if self.suite == "miniwob":
+            from orchard_envs.tasks.web.miniwob import load_suite
+
+            return load_suite(split)
+        from orchard_envs.tasks.web.catalog import load_suite as load_sites
+
+        return load_sites(self.suite, split)
+
+    def _new_host(self) -> Any:
+        """The (unstarted) host that serves and grades this suite's tasks."""
+        if self.suite == "miniwob":
+            from orchard_envs.tasks.web.miniwob import MiniWobHost
+
+            return MiniWobHost()
+        from orchard_envs.tasks.web.host import SiteHost
+
+        return SiteHost()
+
     def _task_host(self) -> Any:
         if self._host is None:
-            self._host = _make_host(self.suite).start()
+            self._host = self._new_host().start()
         return self._host
 
     def _open_session(self) -> Session:
@@ -195,26 +215,6 @@ class WebEnv(GuiToolEnv):
     def _capture(self) -> None:
         with contextlib.suppress(Exception):  # no frame to take (a tab mid-close): keep the last one
             self._frame = decode_png(self._open_session().screenshot_png())
-
-
-def _load_suite(suite: str, split: str | None) -> list[Any]:
-    if suite == "miniwob":
-        from orchard_envs.tasks.web.miniwob import load_suite
-
-        return load_suite(split)
-    from orchard_envs.tasks.web.catalog import load_suite as load_sites
-
-    return load_sites(suite, split)
-
-
-def _make_host(suite: str) -> Any:
-    if suite == "miniwob":
-        from orchard_envs.tasks.web.miniwob import MiniWobHost
-
-        return MiniWobHost()
-    from orchard_envs.tasks.web.host import SiteHost
-
-    return SiteHost()
 
 
 def _playwright_error(exc: BaseException, timeout_ms: int) -> str:

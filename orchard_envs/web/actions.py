@@ -313,6 +313,8 @@ def parse_browsergym(text: str) -> dict[str, Any]:
     arguments.pop("modifiers", None)  # BrowserGym's modifier keys: not offered (press a combination instead)
     if call.func.id == "clear":
         arguments["text"] = ""
+    if call.func.id == "noop":
+        arguments.setdefault("ms", 1000)  # BrowserGym's default wait
     if name == "select_option" and isinstance(arguments.get("option"), list):
         if len(arguments["option"]) != 1:
             raise ActionError("select_option takes one option here")

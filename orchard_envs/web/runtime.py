@@ -14,6 +14,7 @@ import contextlib
 import io
 import os
 import shutil
+import time
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,23 @@ from orchard_envs.web.axtree import EXTRACT_JS, nodes_from_page, render_axtree
 from orchard_envs.web.guard import Guard, launch_args
 
 CHROMIUM_ENV = "ORCHARD_CHROMIUM"
+# Runs before any page script, in every frame: a service worker could answer requests the route never sees.
+NO_SERVICE_WORKERS_JS = """
+Object.defineProperty(Navigator.prototype, 'serviceWorker', {get: () => undefined, configurable: false});
+"""
+TAKE_POPUPS_JS = "() => { const n = window.__orchardPopups || 0; window.__orchardPopups = 0; return n; }"
+# Counts the tabs a page asks for (window.open, target=_blank links), so `settle` knows to wait for them.
+COUNT_POPUPS_JS = """
+(() => {
+  window.__orchardPopups = 0;
+  const open = window.open;
+  window.open = function (...args) { window.__orchardPopups++; return open.apply(this, args); };
+  document.addEventListener('click', (e) => {
+    const a = e.target && e.target.closest && e.target.closest('a[target]');
+    if (a && a.target !== '_self' && a.target !== '_top' && a.target !== '_parent') window.__orchardPopups++;
+  }, true);
+})();
+"""
 
 
 def find_chromium(explicit: str | None = None) -> str | None:
@@ -66,6 +84,8 @@ class Browser:
             accept_downloads=False,
             java_script_enabled=True,
         )
+        context.add_init_script(NO_SERVICE_WORKERS_JS)  # Playwright's "block" alone lets them register
+        context.add_init_script(COUNT_POPUPS_JS)
         return Session(context, Guard(origins), timeout_ms)
 
     def connected(self) -> bool:
@@ -93,8 +113,16 @@ class Session:
         context.set_default_navigation_timeout(max(timeout_ms, 5000))
         context.route("**/*", self._route)
         self.active = 0
-        self._count = 1  # tabs seen after the last action: a new one is a popup to follow
+        self._asked = self._arrived = 0  # popups the pages asked for, and popups that opened
         context.new_page()
+        context.on("page", self._opened)  # a popup the page opens becomes the active tab
+
+    def _opened(self, page: Any) -> None:
+        if page.opener() is not None:
+            self._arrived += 1
+        pages = self.pages
+        if page in pages:
+            self.active = pages.index(page)
 
     def _route(self, route: Any, request: Any) -> None:
         if self.guard.allows(request.url):
@@ -121,16 +149,33 @@ class Session:
     def settle(self) -> None:
         """After an action: follow a tab the page opened, and send any tab that reached a URL outside the
         allowed origins (something the route cannot see) back to about:blank."""
-        pages = self.pages
-        if len(pages) > self._count:
-            self.active = len(pages) - 1  # a popup opened by the last action becomes active
-        self._count = len(pages)
-        for page in pages:
+        self._await_popups()
+        for page in self.pages:
             if not self.guard.allows(page.url):
-                self.guard.note(page.url, True)
-                page.goto("about:blank")
+                self._send_back(page)
         with contextlib.suppress(Exception):  # a slow page is observed as it is
             self.page.wait_for_load_state("domcontentloaded", timeout=self.timeout_ms)
+
+    def _await_popups(self) -> None:
+        """Wait (up to the action timeout) for the tabs the pages asked for to appear: a popup's `page`
+        event can come after the click that opened it returns."""
+        for page in self.pages:
+            with contextlib.suppress(Exception):  # a page mid-navigation asked for nothing yet
+                self._asked += int(page.evaluate(TAKE_POPUPS_JS))
+        deadline = time.monotonic() + self.timeout_ms / 1000
+        while self._arrived < self._asked and time.monotonic() < deadline:
+            self.page.wait_for_timeout(20)  # lets Playwright deliver the pending events
+        self._asked = self._arrived = min(self._asked, self._arrived)
+
+    def _send_back(self, page: Any) -> None:
+        """A tab on a URL the episode may not show (the error page of a blocked navigation, a scheme the
+        route never sees): back to where it was, else about:blank."""
+        if not page.url.startswith("chrome-error:"):
+            self.guard.note(page.url, True)
+        with contextlib.suppress(Exception):
+            page.go_back()
+        if not self.guard.allows(page.url):
+            page.goto("about:blank")
 
     def screenshot_png(self) -> bytes:
         """The active tab's viewport as PNG."""
