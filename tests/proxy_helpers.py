@@ -45,7 +45,13 @@ class Scripted:
         """One reply, with prompt/completion ids that extend turn to turn as a real server's would."""
         self.bodies.append(body)
         n = sum(1 for m in body["messages"] if m.get("role") == "assistant")
-        prompt = list(range(len(body["messages"]) * 3))
+        prompt: list[int] = []  # each earlier reply's own ids, so a kept history extends the last prompt
+        for message in body["messages"]:
+            content = str(message.get("content") or "")
+            if message.get("role") == "assistant" and content.startswith("reply "):
+                prompt += [100 + int(content.split()[1]), 2]
+            else:
+                prompt += [7, len(content)]
         logprobs = {"content": [{"token": "t", "logprob": -0.25, "top_logprobs": []}] * 2}
         return response(
             {"role": "assistant", "content": f"reply {n}"},
@@ -80,5 +86,18 @@ def gold_replay_app() -> Any:
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
         return {"object": "list", "data": [{"id": "gold", "object": "model"}]}
+
+    return app
+
+
+def scripted_app() -> Any:
+    """`Scripted` as an OpenAI-compatible HTTP server (an upstream URL for the proxy)."""
+    from fastapi import FastAPI
+
+    scripted, app = Scripted(), FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def chat(body: dict[str, Any]) -> dict[str, Any]:
+        return await scripted.complete(body)
 
     return app

@@ -40,7 +40,7 @@ def test_a_call_is_forwarded_and_recorded_with_tokens(proxy):
     assert record.messages == messages and record.tools == TOOLS
     assert record.reply == {"role": "assistant", "content": "reply 0"}
     assert record.usage["prompt_tokens"] == 7 and record.usage["completion_tokens"] == 3
-    assert record.prompt_token_ids == list(range(6)) and record.token_ids == [100, 2]
+    assert record.prompt_token_ids == [7, 1, 7, 1] and record.token_ids == [100, 2]
     assert record.logprobs == [-0.25, -0.25]
     assert "stream" not in proxy.scripted.bodies[0]  # asked upstream whole, which keeps the ids
 
