@@ -3,6 +3,11 @@
 Shared by the `hf` agent and `orchard-serve`. Prompts go in as token ids (never text), so what the model is
 conditioned on is exactly what the episode records. Logprobs are under the model's own distribution
 (temperature 1, no top-p), as vLLM reports them by default; trainers recompute them anyway.
+
+Generation goes through the rollout engine (`rollout.batching`): concurrent callers (the `-j N` episode
+threads of `orchard-bench`, orchard-serve's requests, the GRPO trainer's rollouts) share each forward pass.
+`batching=False`, or a model whose cache the engine cannot merge (sliding-window layers), uses the older
+path instead: one `model.generate` call at a time, under a lock.
 """
 
 from __future__ import annotations
@@ -47,9 +52,17 @@ class Generation:
 
 
 class HFGenerator:
-    """One loaded model. Thread-safe: concurrent callers take turns (batch them to share a forward pass)."""
+    """One loaded model, a `RolloutEngine`. Thread-safe: concurrent callers are batched together."""
 
-    def __init__(self, model: str = DEFAULT_MODEL, device: str | None = None, dtype: str = "auto") -> None:
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        device: str | None = None,
+        dtype: str = "auto",
+        *,
+        batching: bool = True,
+        max_rows: int = 64,
+    ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -70,19 +83,24 @@ class HFGenerator:
                 "already in the Hugging Face cache"
             ) from exc
         loaded.eval()
-        self._adopt(loaded, tokenizer, end_token_ids(tokenizer, loaded.generation_config.eos_token_id))
+        eos = end_token_ids(tokenizer, loaded.generation_config.eos_token_id)
+        self._adopt(loaded, tokenizer, eos, batching=batching, max_rows=max_rows)
 
     @classmethod
-    def from_loaded(cls, model: Any, tokenizer: Any, end_ids: set[int], name: str) -> HFGenerator:
+    def from_loaded(
+        cls, model: Any, tokenizer: Any, end_ids: set[int], name: str, *, batching: bool = True
+    ) -> HFGenerator:
         """A generator around a model already in memory (the policy an RL trainer is updating): sampling
         sees every optimizer step at once, with no copy of the weights. The caller switches eval/train."""
         generator = cls.__new__(cls)
         generator.name = name
         generator.device = str(next(model.parameters()).device)
-        generator._adopt(model, tokenizer, set(end_ids))
+        generator._adopt(model, tokenizer, set(end_ids), batching=batching)
         return generator
 
-    def _adopt(self, model: Any, tokenizer: Any, end_ids: set[int]) -> None:
+    def _adopt(
+        self, model: Any, tokenizer: Any, end_ids: set[int], *, batching: bool = True, max_rows: int = 64
+    ) -> None:
         self.model, self.tokenizer = model, tokenizer
         self.context_tokens = int(getattr(self.model.config, "max_position_embeddings", 0) or 1 << 30)
         self.end_token_ids = end_ids
@@ -95,9 +113,32 @@ class HFGenerator:
         pad = self.tokenizer.pad_token_id
         self.pad_token_id = pad if pad is not None else min(self.end_token_ids)
         self._lock = threading.Lock()
+        self.engine: Any = None
+        if batching:
+            from orchard_envs.agents.rollout.batching import BatchingEngine, supports
+
+            if supports(self.model):
+                self.engine = BatchingEngine(self, max_rows=max_rows)
 
     def generate(self, prompts: list[list[int]], sampling: Sampling) -> list[Generation]:
-        """One sample per prompt, in one left-padded batch."""
+        """One sample per prompt; calls from several threads share batches (see `rollout.batching`)."""
+        if self.engine is not None:
+            return self.engine.generate(prompts, sampling)
+        return self.generate_locked(prompts, sampling)
+
+    def load_weights(self, state_dict_or_path: Any) -> int:
+        """New weights (a state dict or a checkpoint folder), applied between batches; the new version."""
+        if self.engine is not None:
+            return self.engine.load_weights(state_dict_or_path)
+        from orchard_envs.agents.rollout.weights import copy_into
+
+        with self._lock:
+            copy_into(self.model, state_dict_or_path)
+            self.weights_version = getattr(self, "weights_version", 0) + 1
+        return self.weights_version
+
+    def generate_locked(self, prompts: list[list[int]], sampling: Sampling) -> list[Generation]:
+        """The pre-engine path: one left-padded `model.generate` batch per call, calls taking turns."""
         import torch
 
         longest = max(len(prompt) for prompt in prompts)
