@@ -90,9 +90,7 @@ def test_swe_fork_has_the_files_and_its_own_sandbox(swe) -> None:
     step(swe, {"name": "bash", "arguments": {"command": "echo before-fork > NOTE.txt"}})
     twin = swe.fork()
     try:
-        observation, *_ = twin.step(
-            {"name": "bash", "arguments": {"command": "cat NOTE.txt; rm NOTE.txt"}}
-        )
+        observation, *_ = twin.step({"name": "bash", "arguments": {"command": "cat NOTE.txt; rm NOTE.txt"}})
         assert "before-fork" in observation
         actions = [a for a in gold_patch_actions(task.patch) if a["name"] != "submit"]
         for action in [*actions, {"name": "submit", "arguments": {}}]:
@@ -104,3 +102,30 @@ def test_swe_fork_has_the_files_and_its_own_sandbox(swe) -> None:
         assert ended and reward == 0.0
     finally:
         twin.close()
+
+
+def test_tool_paths_cannot_reach_the_snapshot_and_restore_routes(claw) -> None:
+    """The fork's control routes change a whole service; an id like `..` must not walk a tool's path to
+    them (ids are quoted, so `/` never enters a path; a dot segment only climbs within the tool's path)."""
+    import re
+
+    from orchard_envs.tasks.claw.catalog import TOOLS, openai_tools
+
+    def collections() -> dict:
+        return {name: state["collections"] for name, state in claw._host.snapshot().items()}
+
+    for spec in TOOLS.values():
+        if spec.path is None or "{" not in spec.path:
+            continue
+        schema = openai_tools([spec.name])[0]["function"]["parameters"]
+        for evil in ("..", "../_restore", "../_snapshot", "..%2F_snapshot", "/_snapshot"):
+            claw.reset(options={"task_id": WRITING[0].task_id})
+            claw._tools = openai_tools(list(TOOLS))  # every tool, not just the task's
+            before = collections()
+            arguments = {name: evil for name in re.findall(r"{(\w+)}", spec.path)}
+            for name in schema.get("required", []):
+                wants_list = schema["properties"][name].get("type") == "array"
+                arguments.setdefault(name, ["x@example.com"] if wants_list else "x")
+            observation, *_ = claw.step({"name": spec.name, "arguments": arguments})
+            assert '"collections"' not in observation and '"next_id"' not in observation, (spec.name, evil)
+            assert collections() == before, (spec.name, evil)  # nothing was restored or written
