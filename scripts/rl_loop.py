@@ -54,6 +54,7 @@ def grpo(args: argparse.Namespace, start: Path) -> tuple[Path, list[dict]]:
     command += ["--groups", str(args.groups), "--group-size", str(args.group_size), "--jobs", str(args.jobs)]
     command += ["--max-new-tokens", str(args.max_new_tokens), "--max-turns", str(args.max_turns)]
     command += ["--loss", args.loss, "--no-progress", "--save-total-limit", "0"]
+    command += ["--max-group-size", str(args.max_group_size), "--max-rounds", str(args.max_rounds)]
     if (out / "model.safetensors").exists():
         print(f"reusing the checkpoint in {out}")
     else:
@@ -136,6 +137,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--groups", type=int, default=4)
     parser.add_argument("--group-size", type=int, default=4)
+    parser.add_argument("--max-group-size", type=int, default=6, help="Balanced Adaptive Rollout's largest")
+    parser.add_argument("--max-rounds", type=int, default=2)
     parser.add_argument("--lr", type=float, default=2e-6)
     parser.add_argument("--loss", default="dapo")
     parser.add_argument("--max-new-tokens", type=int, default=160)
@@ -147,6 +150,7 @@ def main() -> None:
     args.out = args.out.resolve()
     if args.smoke:
         args.sft_steps, args.steps, args.groups, args.group_size = 1, 1, 1, 2
+        args.max_group_size, args.max_rounds = 2, 1
         args.max_new_tokens, args.max_turns, args.jobs = 16, 2, 2
 
     checkpoint = sft(args)
