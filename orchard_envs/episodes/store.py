@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchard_envs.episodes.images import image_paths, save_images
 from orchard_envs.episodes.schema import (
     COLUMNS,
     JSON_COLUMNS,
@@ -69,6 +70,7 @@ class EpisodeWriter:
         """Validate, append as one line, flush to disk; returns the episode written."""
         if not isinstance(episode, Episode):
             episode = Episode.model_validate(episode)
+        save_images(episode.messages, self.path.parent)  # the images first: a line never names a missing one
         text = json.dumps(episode.to_row(), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
         self._append(text.encode("utf-8") + b"\n")
         return episode
@@ -358,13 +360,20 @@ def episode_features() -> Any:
     return datasets.Features({name: types.get(name, text) for name in COLUMNS})
 
 
-def _dataset_rows(path: str, stamp: tuple[int, int], filters: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def _dataset_rows(
+    path: str, stamp: tuple[int, int], filters: dict[str, Any], images: bool = False
+) -> Iterator[dict[str, Any]]:
     del stamp  # only part of the cache key: a changed file is read again
     for episode in read_episodes(path, **filters):
-        yield _encode(episode.to_row())  # text is stored as is; datasets' own encoder keeps 10 decimals
+        row = _encode(episode.to_row())  # text is stored as is; datasets' own encoder keeps 10 decimals
+        if images:
+            row["images"] = image_paths(episode.messages, Path(path).parent)
+        yield row
 
 
-def load_dataset(path: str | os.PathLike[str], *, cache_dir: str | None = None, **filters: Any) -> Any:
+def load_dataset(
+    path: str | os.PathLike[str], *, cache_dir: str | None = None, images: bool = False, **filters: Any
+) -> Any:
     """A Hugging Face `datasets.Dataset` of the valid episodes in a JSONL or Parquet file, one row each.
 
     Conversational format: `messages` (OpenAI messages) and `tools` (function schemas) decode to lists of
@@ -373,6 +382,8 @@ def load_dataset(path: str | os.PathLike[str], *, cache_dir: str | None = None, 
     its keywords). The stored JSON text is exact, but `datasets` decodes it with pandas' ujson, which can be
     off from about the 12th significant digit of a float inside a JSON column (`reward_breakdown`, `timings`,
     extras); `reward` is a float64 column and exact, and `read_episodes` gives exact values everywhere.
+    `images=True` adds an `images` column: the screenshots the messages reference (stored beside the file),
+    in order, as `datasets.Image` values.
     """
     datasets = _datasets()
     path = Path(path).resolve()
@@ -380,7 +391,14 @@ def load_dataset(path: str | os.PathLike[str], *, cache_dir: str | None = None, 
         raise ConfigError(f"no episode file at {path}")
     info = path.stat()
     features = episode_features()
-    gen_kwargs = {"path": str(path), "stamp": (info.st_size, info.st_mtime_ns), "filters": filters}
+    if images:
+        features = datasets.Features({**features, "images": datasets.List(datasets.Image())})
+    gen_kwargs = {
+        "path": str(path),
+        "stamp": (info.st_size, info.st_mtime_ns),
+        "filters": filters,
+        "images": images,
+    }
     try:
         return datasets.Dataset.from_generator(
             _dataset_rows, features=features, gen_kwargs=gen_kwargs, cache_dir=cache_dir
