@@ -139,3 +139,12 @@ def register() -> None:
     if ENV_ID not in registry:
         gym_register(ENV_ID, entry_point="rl_toy:ColourEnv")
     HARNESSES.setdefault("first-word", "rl_toy:FirstWordHarness")
+
+
+if (
+    __name__ == "__main__"
+):  # `python tests/rl_toy.py grpo ...` (or under torchrun): the CLI with the toy known
+    register()
+    from orchard_envs.trainers.cli import main
+
+    main()

@@ -90,8 +90,7 @@ def test_lora_with_kl_exports_a_checkpoint_the_hf_agent_loads(tiny_model: Path, 
 
 
 def cli(*args: str) -> list[str]:
-    bootstrap = "import rl_toy; rl_toy.register(); from orchard_envs.trainers.cli import main; main()"
-    return [sys.executable, "-c", bootstrap, "grpo", *args]
+    return [sys.executable, str(TESTS / "rl_toy.py"), "grpo", *args]
 
 
 def toy_flags(model: Path, out: Path, steps: int) -> list[str]:
@@ -166,3 +165,20 @@ def test_turn_fork_credit_values_turns_from_forked_continuations(tiny_model: Pat
     train(config)
     rows = read_metrics(tmp_path / "forks")
     assert all(row["forked_turns"] == row["rollouts"] for row in rows)  # one fork point per two-turn rollout
+
+
+def test_torchrun_ranks_share_the_rollouts_and_agree_on_the_batch(tiny_model: Path, tmp_path: Path) -> None:
+    torchrun = Path(sys.executable).parent / "torchrun"
+    flags = toy_flags(tiny_model, tmp_path / "ranks", 2)
+    done = subprocess.run(
+        [str(torchrun), "--nproc-per-node", "2", str(TESTS / "rl_toy.py"), "grpo", *flags],
+        env=run_env(), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    alone = train(toy_config(tiny_model, tmp_path / "alone", steps=1))
+    two_ranks, one_rank = read_metrics(tmp_path / "ranks"), read_metrics(alone.out)
+    # step 1 rolls out from the same weights with the same draws, however the episodes are split over ranks
+    assert two_ranks[0]["reward_mean"] == one_rank[0]["reward_mean"]
+    assert two_ranks[0]["rollouts"] == one_rank[0]["rollouts"]
+    assert two_ranks[0]["trained_tokens"] == one_rank[0]["trained_tokens"]
+    assert (tmp_path / "ranks" / "model.safetensors").exists()

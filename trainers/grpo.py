@@ -301,12 +301,18 @@ def _update(run: _Run, groups: list[Group]) -> dict[str, Any]:
         run.optimizer.step()
         run.scheduler.step()
         run.optimizer.zero_grad(set_to_none=True)
+    sums["loss"] = loss_total
+    if world.size > 1:  # every rank's share of the sums, for the log
+        keys = sorted(sums)
+        totals = torch.tensor([sums[key] for key in keys], dtype=torch.float64)
+        torch.distributed.all_reduce(totals)
+        sums = defaultdict(float, zip(keys, totals.tolist(), strict=True))
     tokens = max(sums["tokens"], 1.0)
     return {
-        "loss": loss_total,
+        "loss": sums["loss"],
         "grad_norm": float(norm),
         "trained_sequences": len(sequences),
-        "trained_tokens": int(sums["tokens"]) * (world.size if world.size > 1 else 1),
+        "trained_tokens": int(sums["tokens"]),
         "clip_fraction": sums["clipped"] / tokens,
         "kl": sums["kl"] / tokens,
         "logprob_mismatch": sums["logprob_mismatch"] / tokens,
