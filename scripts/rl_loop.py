@@ -173,6 +173,20 @@ def main() -> None:
     print(markdown)
     if args.readme:
         write_readme(markdown)
+        plot(rows)
+
+
+def plot(rows: list[dict]) -> None:
+    """The GRPO run's reward and pass-rate curves, as an SVG for the docs."""
+    from orchard_envs.leaderboard.charts import curves
+
+    series = [
+        ("mean rollout reward", [r["reward_mean"] for r in rows]),
+        ("pass rate", [r["pass_rate"] for r in rows]),
+    ]
+    chart = curves("orchard-train grpo on claw-mini (train split)", "step", "share", series)
+    (ROOT / "docs" / "images").mkdir(parents=True, exist_ok=True)
+    (ROOT / "docs" / "images" / "rl_loop_reward.svg").write_text(chart)
 
 
 if __name__ == "__main__":
