@@ -227,3 +227,11 @@ def test_llm_judge_adds_a_check_and_never_passes_alone():
     )
     assert WebJudge(ScriptedJudge("looks good")).judge(task, "x", "page")[0] is False, "no verdict line: FAIL"
     assert task.instruction in yes.agent.seen[0][1]["content"]
+
+
+def test_wiki_answers_accept_the_usual_ways_of_writing_a_value():
+    from orchard_envs.tasks.web.families.wiki import forms
+
+    assert answer_matches("It is 108 meters above sea level", forms("108 m"))
+    assert answer_matches("about 12,300,000 people", forms("12.3 million"))
+    assert not answer_matches("1080 m", forms("108 m"))

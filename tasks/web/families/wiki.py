@@ -52,6 +52,17 @@ TEMPLATES = {
 }
 
 
+def forms(value: str) -> list[str]:
+    """The ways an answer may write a value: "108 m" also as "108 metres", "108m"; "2.5 million" also
+    as "2500000"; anything else as it is."""
+    number, _, unit = value.partition(" ")
+    if unit == "m":
+        return [value, f"{number}m", f"{number} metres", f"{number} meters"]
+    if unit == "million":
+        return [value, str(round(float(number) * 1_000_000))]
+    return [value]
+
+
 def _visit(title: str) -> list[dict]:
     return [fill("searchbox", "Search the wiki", title), click("button", "Search"), click("link", title)]
 
@@ -73,7 +84,7 @@ def _fact(rng: random.Random, split: str, index: int) -> WebTask:
         site="wiki",
         seed=seed,
         instruction=instruction,
-        expected={"kind": "answer", "accept": [entity[key]], "reject": reject},
+        expected={"kind": "answer", "accept": forms(entity[key]), "reject": reject},
         oracle=[*plan, done(entity[key])],
         wrong=[*plan, done(reject[0])],
     )
@@ -106,7 +117,7 @@ def _two_hop(rng: random.Random, split: str, index: int) -> WebTask:
         site="wiki",
         seed=seed,
         instruction=instruction,
-        expected={"kind": "answer", "accept": [answer], "reject": reject},
+        expected={"kind": "answer", "accept": forms(answer), "reject": reject},
         oracle=[*plan, done(answer)],
         wrong=[*_visit(hops[0]), done(reject[0])],
     )
