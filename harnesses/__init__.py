@@ -10,6 +10,7 @@ HARNESSES: dict[str, str] = {
     "tool-calling": "orchard_envs.harnesses.tool_calling:ToolCallingHarness",
     "react": "orchard_envs.harnesses.text:ReactHarness",
     "bash-only": "orchard_envs.harnesses.text:BashOnlyHarness",
+    "gui": "orchard_envs.harnesses.gui:GuiHarness",
 }
 
 

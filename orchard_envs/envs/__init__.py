@@ -11,6 +11,7 @@ ENVIRONMENTS: dict[str, str] = {
     "orchard/SWE-v0": "orchard_envs.envs.swe:SWEEnv",
     "orchard/Claw-v0": "orchard_envs.envs.claw:ClawEnv",
     "orchard/Desktop-v0": "orchard_envs.envs.desktop:DesktopEnv",
+    "orchard/Web-v0": "orchard_envs.envs.web:WebEnv",
 }
 GRADE_ON_TRUNCATION = "orchard_envs.envs.tool_env:GradeOnTruncation"
 
