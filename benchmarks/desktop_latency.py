@@ -24,9 +24,10 @@ TASKS = ["text_replace-00", "sheet_compute-00", "terminal_output-00", "files_ren
 def _memory(env) -> int:
     """Bytes the episode's sandbox cgroup holds (apps and its X server, which runs in that cgroup)."""
     for folder in env.session.sandbox.cgroups.dirs:
-        current = Path(folder) / "memory.current"
-        if current.exists():
-            return int(current.read_text())
+        for name in ("memory.current", "memory.usage_in_bytes"):  # cgroup v2, v1
+            current = Path(folder) / name
+            if current.exists():
+                return int(current.read_text())
     return 0
 
 
@@ -35,7 +36,7 @@ def run_episodes(prewarm: bool, episodes: int) -> dict:
     from orchard_envs.agents.desktop_oracle import plan
     from orchard_envs.envs.desktop import DesktopEnv
 
-    env = DesktopEnv(prewarm=prewarm, settle=0.0)
+    env = DesktopEnv(prewarm=prewarm)  # step times include the default 0.3 s settle
     resets, steps, grades, memory, rewards = [], {}, [], [], []
     try:
         for index in range(episodes):
@@ -93,7 +94,11 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--concurrency", default="1,2,4")
     args = parser.parse_args()
-    results = {"machine": machine(), "tasks": TASKS}
+    results = {
+        "machine": machine(),
+        "tasks": TASKS,
+        "loadavg_before": Path("/proc/loadavg").read_text().split()[:3],
+    }
     results["prewarm"] = run_episodes(True, args.episodes)
     results["fresh"] = run_episodes(False, args.episodes)
     results["density"] = [density(int(n), 4) for n in args.concurrency.split(",")]
