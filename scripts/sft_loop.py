@@ -130,6 +130,8 @@ def main() -> None:
     command += ["--warmup-ratio", str(args.warmup_ratio)]
     if args.max_steps:
         command += ["--max-steps", str(args.max_steps)]
+    if checkpoint.exists() and not (checkpoint / "model.safetensors").exists():
+        command.append("--resume")  # an interrupted run continues from its last state (or starts over)
     if (checkpoint / "model.safetensors").exists():
         print(f"reusing the checkpoint in {checkpoint}")
         report = json.loads((checkpoint / "orchard_train.json").read_text())["data"]
