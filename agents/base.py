@@ -89,13 +89,18 @@ class Agent(ABC):
         """The next assistant turn for the conversation so far; `tools` are the schemas the harness offers."""
 
 
-END_TOOLS = ("submit", "finish")  # the tool that ends an episode: SWE submits, Claw finishes with a reply
+# The tool that ends an episode: SWE submits, Claw finishes with a reply, the GUI envs say they are done.
+END_TOOLS = ("submit", "finish", "done")
 
 
 def end_action(tool_names: list[str]) -> dict[str, Any]:
     """The action that ends an episode of an env with these tools (an empty reply where one is expected)."""
-    if "finish" in tool_names and "submit" not in tool_names:
+    if "submit" in tool_names:
+        return {"name": "submit", "arguments": {}}
+    if "finish" in tool_names:
         return {"name": "finish", "arguments": {"answer": ""}}
+    if "done" in tool_names:
+        return {"name": "done", "arguments": {}}
     return {"name": "submit", "arguments": {}}
 
 

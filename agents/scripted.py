@@ -24,6 +24,12 @@ ORACLE_PLANS: dict[str, str] = {
 }
 
 
+# Per env id, an oracle that must see each observation before it acts (a web page's element ids).
+ORACLE_AGENTS: dict[str, str] = {
+    "orchard/Web-v0": "orchard_envs.agents.web_oracle:WebOracleAgent",
+}
+
+
 class NoopAgent(ScriptedAgent):
     """Ends the episode at once (submits; or finishes with an empty reply): every task must score 0."""
 
@@ -35,13 +41,29 @@ class OracleAgent(ScriptedAgent):
     """Solves with the task's own solution: every task must score 1 with it."""
 
     name = "oracle"
+    _delegate: Agent | None = None
+
+    def start(self, context: EpisodeContext) -> None:
+        """Plan from the hidden task; for an env whose oracle reads each observation, start that one."""
+        self._delegate = None
+        if context.env_id in ORACLE_AGENTS:
+            module, _, attr = ORACLE_AGENTS[context.env_id].partition(":")
+            self._delegate = getattr(importlib.import_module(module), attr)()
+            self._delegate.start(context)
+            return
+        super().start(context)
+
+    def act(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> AssistantTurn:
+        """The next planned turn, or the observing oracle's."""
+        if self._delegate is not None:
+            return self._delegate.act(messages, tools)
+        return super().act(messages, tools)
 
     def plan(self, context: EpisodeContext) -> list[dict[str, Any]]:
         """The env's oracle plan for the task; ConfigError for an env without one."""
         if context.env_id not in ORACLE_PLANS:
-            raise ConfigError(
-                f"no oracle for env {context.env_id!r}; envs with one: {', '.join(ORACLE_PLANS)}"
-            )
+            known = ", ".join([*ORACLE_PLANS, *ORACLE_AGENTS])
+            raise ConfigError(f"no oracle for env {context.env_id!r}; envs with one: {known}")
         module, _, attr = ORACLE_PLANS[context.env_id].partition(":")
         return getattr(importlib.import_module(module), attr)(context.task, context.tool_names)
 

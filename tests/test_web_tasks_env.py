@@ -63,3 +63,19 @@ def test_noop_scores_zero(env):
 def test_wrong_plans_score_below_one(env):
     rewards = [_reward(env, WebWrongAgent(), t.task_id)[0] for t in SAMPLE]
     assert max(rewards) < 1.0
+
+
+def test_the_generic_oracle_and_noop_agents_work_on_web() -> None:
+    """`--agent oracle` and `--agent noop` (what orchard-bench users type) reach the web oracle and `done`."""
+    import gymnasium as gym
+
+    require(CHROMIUM.exists(), "Chromium is not installed at /usr/bin/chromium")
+    task = load_suite("web-mini", "test")[0]
+    env = gym.make("orchard/Web-v0", suite="web-mini")
+    try:
+        oracle = run_episode(env, get_harness("tool-calling"), get_agent("oracle"), task_id=task.task_id)
+        noop = run_episode(env, get_harness("tool-calling"), get_agent("noop"), task_id=task.task_id)
+    finally:
+        env.close()
+    assert (oracle.metadata.status, oracle.metadata.reward) == ("submitted", 1.0)
+    assert (noop.metadata.status, noop.metadata.reward, noop.metadata.steps) == ("submitted", 0.0, 1)
