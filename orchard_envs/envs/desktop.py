@@ -65,7 +65,7 @@ class DesktopEnv(GuiToolEnv):
         super().__init__(max_steps=max_steps, render_mode=render_mode, screen_size=tuple(screen_size))
         if action_space not in ACTION_SPACES:
             raise ConfigError(f"action_space must be one of {', '.join(ACTION_SPACES)}, not {action_space!r}")
-        self.suite, self.action_space, self.settle, self.memory = str(suite), action_space, settle, memory
+        self.suite, self.tool_set, self.settle, self.memory = str(suite), action_space, settle, memory
         self.prewarm = prewarm
         self._next: concurrent.futures.Future[DesktopSession] | None = None
         self._starter: concurrent.futures.ThreadPoolExecutor | None = None
@@ -106,9 +106,7 @@ class DesktopEnv(GuiToolEnv):
         self._task = task
         width, height = self.screen_size
         self._tools = (
-            actions.computer_tools(width, height)
-            if self.action_space == "computer_13"
-            else actions.code_tools()
+            actions.computer_tools(width, height) if self.tool_set == "computer_13" else actions.code_tools()
         )
         text = f"{task.instruction}\n\n{self._window_text()}"
         timings = {"desktop": desktop - started, "reset": time.perf_counter() - started}
