@@ -8,6 +8,10 @@ are a short list of pure functions). Then the snippet runs in a child process, n
 has a memory and CPU limit and a wall-clock timeout (a `while True: s += s` costs the child, not the
 host), an empty environment (no host secrets), and runs in a bubblewrap jail with no network and no
 writable path, seeing only the Python install and the display's host-only socket.
+
+The run-time names alone are no boundary (the listed pyautogui functions are real functions, and their
+`__globals__` reach `os`): the static check is what refuses that walk, and the jail is what a way past it
+would meet.
 """
 
 from __future__ import annotations
