@@ -4,6 +4,11 @@ A request is rendered with the model's own chat template (`ChatFormat`, tools in
 sampled as token ids, and decoded and parsed back into an OpenAI message. With `return_token_ids` the
 response carries the exact prompt and sampled ids (vLLM's convention), so RL data collected through this
 server is token-exact. Everything that touches the tokenizer or the model runs on worker threads.
+
+An `HFGenerator` batches concurrent requests itself (its rollout engine: continuous batching, per-row
+seeds), so requests go straight to it from a thread pool; a generator without an engine goes through
+`MicroBatcher`. `POST /v1/weights/reload {"path": DIR}` loads new weights from a checkpoint folder
+between batches (for RL: the trainer saves, the server reloads); it sits behind the API key.
 """
 
 from __future__ import annotations
@@ -13,11 +18,13 @@ import math
 import secrets
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from orchard_envs import __version__
@@ -44,6 +51,15 @@ class Completer:
         self.served_name = served_name
         self.default_max_tokens = default_max_tokens
         self.batcher = MicroBatcher(lambda prompts, sampling: self.generator.generate(prompts, sampling))
+        self.engine = getattr(generator, "engine", None)  # batches across threads on its own
+        self.pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="serve-generate")
+
+    async def generate(self, prompts: list[list[int]], sampling: Sampling) -> list[Generation]:
+        """Through the generator's own engine when it has one, else through the micro-batcher."""
+        if self.engine is None:
+            return await self.batcher.generate(prompts, sampling)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.pool, self.generator.generate, prompts, sampling)
 
     def prompt_ids(self, request: ChatCompletionRequest) -> list[int]:
         """The request rendered with the model's chat template, as token ids; a refusing template is a 400."""
@@ -85,7 +101,7 @@ class Completer:
             )
         prompt = await asyncio.to_thread(self.prompt_ids, request)
         sampling = self.sampling(request, len(prompt))
-        generations = await self.batcher.generate([prompt] * (request.n or 1), sampling)
+        generations = await self.generate([prompt] * (request.n or 1), sampling)
         choices = await asyncio.to_thread(self.choices, request, generations)
         response: dict[str, Any] = {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
@@ -140,6 +156,12 @@ class Completer:
                 }
             )
         return {"content": entries}
+
+
+class ReloadRequest(BaseModel):
+    """`POST /v1/weights/reload`: a checkpoint folder (save_pretrained) on the server's machine."""
+
+    path: str
 
 
 def _before_stop(text: str, stops: tuple[str, ...]) -> str:
@@ -238,6 +260,13 @@ def create_app(
     @api.post("/chat/completions")
     async def chat_completions(request: ChatCompletionRequest) -> JSONResponse:
         return JSONResponse(await completer.complete(request))
+
+    @api.post("/weights/reload")
+    async def reload(body: ReloadRequest) -> dict[str, Any]:
+        if not hasattr(generator, "load_weights"):
+            raise APIError(400, "this server's generator cannot load weights")
+        version = await asyncio.to_thread(generator.load_weights, body.path)
+        return {"status": "ok", "path": body.path, "weights_version": version}
 
     app.include_router(api)
     return app
