@@ -21,10 +21,12 @@ from orchard_envs.envs.spaces import AnyText
 from orchard_envs.errors import ConfigError
 from orchard_envs.tasks.claw.task import load_suite as claw_suite
 from orchard_envs.tasks.swe.instance import load_suite as swe_suite
+from orchard_envs.tasks.web.catalog import load_suite as web_suite
 
 UNICODE = "✓ café 🎉"
 SWE_TASK = next(i.instance_id for i in swe_suite("swe-mini") if i.repo == "inflection")
 CLAW_TASK = claw_suite("claw-mini")[0].task_id
+WEB_TASK = web_suite("web-mini")[0].task_id
 
 # Per env: options that pin one fast task, and an action whose observation holds non-ASCII text.
 SETUPS: dict[str, tuple[dict[str, Any], str]] = {
@@ -34,6 +36,7 @@ SETUPS: dict[str, tuple[dict[str, Any], str]] = {
     ),
     "orchard/Claw-v0": ({"task_ids": [CLAW_TASK]}, json.dumps({"name": UNICODE, "arguments": {}})),
     "orchard/Desktop-v0": ({"task_ids": ["text_replace-00"]}, json.dumps({"name": UNICODE, "arguments": {}})),
+    "orchard/Web-v0": ({"task_ids": [WEB_TASK]}, json.dumps({"name": UNICODE, "arguments": {}})),
 }
 VECTORS = {
     "sync": SyncVectorEnv,
@@ -48,7 +51,14 @@ def env_id(request) -> str:
         require(shutil.which("bwrap") is not None, "bubblewrap is not installed")
     if request.param == "orchard/Desktop-v0":
         require(shutil.which("Xvfb") is not None, "Xvfb is not installed (scripts/setup.sh)")
+    if request.param == "orchard/Web-v0":
+        require(shutil.which("chromium") is not None, "Chromium is not installed (scripts/setup.sh)")
     return request.param
+
+
+def _texts(observations: Any) -> Any:
+    """A batch's text observations (a GUI env's batch is a dict of text and screenshot batches)."""
+    return observations["text"] if isinstance(observations, dict) else observations
 
 
 def test_every_env_has_a_setup_here():
@@ -71,15 +81,19 @@ def test_vector_envs_carry_real_observations_through_autoreset(env_id, vector):
     envs = VECTORS[vector](fns)
     try:
         observations, infos = envs.reset(seed=0)
-        assert list(observations) == list(infos["instruction"]) and len(observations[0]) < 100_000
+        texts = _texts(observations)
+        assert list(texts) == list(infos["instruction"]) and len(texts[0]) < 100_000
         observations, rewards, terminated, truncated, infos = envs.step((action, action))
-        assert all(UNICODE in observation for observation in observations), observations
+        assert all(UNICODE in observation for observation in _texts(observations)), observations
         assert list(truncated) == [True, True] and not any(terminated)  # cut by max_steps=1, and graded
         assert list(infos["_grading"]) == [True, True] and len(infos["grading"]["status"]) == 2
         assert list(rewards) == list(infos["grading"]["reward"])
         observations, rewards, terminated, truncated, infos = envs.step((action, action))  # autoreset
-        assert list(observations) == list(infos["instruction"]) and not any(truncated)
-        assert envs.observation_space.contains(tuple(observations))
+        assert list(_texts(observations)) == list(infos["instruction"]) and not any(truncated)
+        batch = observations
+        if isinstance(batch, dict):  # shared memory hands back its own views: plain arrays and strings here
+            batch = {"text": tuple(batch["text"]), "screenshot": np.asarray(batch["screenshot"])}
+        assert envs.observation_space.contains(batch if isinstance(batch, dict) else tuple(batch))
     finally:
         envs.close()
 

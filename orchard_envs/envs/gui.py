@@ -57,14 +57,14 @@ def _size(screen_size: Any) -> tuple[int, int]:
 
 def fit_image(image: np.ndarray, screen_size: tuple[int, int]) -> np.ndarray:
     """`image` as exactly height x width x 3 uint8: RGBA loses alpha, grey gains channels, a larger image
-    is cropped at the right and bottom, a smaller one padded with black there."""
+    is cropped at the right and bottom, a smaller one padded with black there. Always a new array."""
     width, height = screen_size
     array = np.asarray(image)
     if array.ndim == 2:
         array = np.repeat(array[:, :, None], 3, axis=2)
     array = array[:height, :width, :3].astype(np.uint8, copy=False)
     if array.shape == (height, width, 3):
-        return np.ascontiguousarray(array)
+        return array.copy()  # a new array per observation: callers keep (and may change) each one
     out = np.zeros((height, width, 3), np.uint8)
     out[: array.shape[0], : array.shape[1]] = array
     return out

@@ -14,6 +14,7 @@ import contextlib
 import io
 import os
 import shutil
+import threading
 import time
 from typing import Any
 
@@ -51,6 +52,27 @@ def find_chromium(explicit: str | None = None) -> str | None:
     return None
 
 
+_THREAD = threading.local()
+
+
+def _driver_acquire(start: Any) -> Any:
+    """This thread's Playwright driver, started at its first user: Playwright's sync API allows one per
+    thread (a second `start()` beside a running one fails), so envs in one thread share it, each with
+    its own browser."""
+    if getattr(_THREAD, "users", 0) == 0:
+        _THREAD.driver = start().start()
+    _THREAD.users = getattr(_THREAD, "users", 0) + 1
+    return _THREAD.driver
+
+
+def _driver_release() -> None:
+    _THREAD.users -= 1
+    if _THREAD.users == 0:
+        driver, _THREAD.driver = _THREAD.driver, None
+        with contextlib.suppress(Exception):  # already gone
+            driver.stop()
+
+
 class Browser:
     """One headless Chromium, launched at the first session and kept until `close`."""
 
@@ -64,7 +86,7 @@ class Browser:
             from playwright.sync_api import sync_playwright
 
             args = launch_args() + (["--no-sandbox"] if os.geteuid() == 0 else [])
-            self._playwright = sync_playwright().start()
+            self._playwright = _driver_acquire(sync_playwright)
             try:
                 self._browser = self._playwright.chromium.launch(
                     executable_path=find_chromium(self.chromium), headless=self.headless, args=args
@@ -99,9 +121,8 @@ class Browser:
         with contextlib.suppress(Exception):  # already gone: nothing left to release
             if browser is not None:
                 browser.close()
-        with contextlib.suppress(Exception):
-            if playwright is not None:
-                playwright.stop()
+        if playwright is not None:
+            _driver_release()
 
 
 class Session:
