@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from orchard_envs.agents.chat_format import ChatFormat
 from orchard_envs.agents.hf_backend import Generation, HFGenerator, Sampling
 from orchard_envs.agents.hf_models import DEFAULT_MODEL
 from orchard_envs.agents.token_policy import TokenPolicy
 
+if TYPE_CHECKING:
+    from orchard_envs.agents.rollout.protocol import RolloutEngine
+
 
 class HFAgent(TokenPolicy):
-    """A local transformers model (default: the embedded SmolLM2-135M-Instruct), token in, token out."""
+    """A local transformers model (default: the embedded SmolLM2-135M-Instruct), token in, token out.
+
+    `generator` is any rollout engine with a `tokenizer`, `end_token_ids` and `name` (an `HFGenerator`
+    by default; `VLLMEngine`, `ServerEngine`): the agent is the same whichever one samples."""
 
     name = "hf"
 
@@ -25,7 +32,7 @@ class HFAgent(TokenPolicy):
         seed: int | None = None,
         device: str | None = None,
         dtype: str = "auto",
-        generator: HFGenerator | None = None,
+        generator: RolloutEngine | None = None,
     ) -> None:
         self.generator = generator or HFGenerator(model, device=device, dtype=dtype)
         super().__init__(ChatFormat(self.generator.tokenizer), self.generator.end_token_ids, seed)

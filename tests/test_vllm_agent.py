@@ -1,4 +1,4 @@
-"""The `vllm` agent's own code around the engine, against a stand-in `vllm` module put in `sys.modules`.
+"""The `vllm` agent and `VLLMEngine`: our code around vLLM, against a stand-in `vllm` in `sys.modules`.
 
 What is tested is ours: clones share one engine and take turns calling it (a `vllm.LLM` is not safe to
 call from several threads), each request carries the draw seed of (run seed, task, trial, turn) and the
@@ -20,8 +20,12 @@ import pytest
 
 from orchard_envs.agents import get_agent
 from orchard_envs.agents.base import AssistantTurn, ContextOverflow, EpisodeContext
+from orchard_envs.agents.hf_backend import Sampling
+from orchard_envs.agents.rollout import make_engine
+from orchard_envs.agents.rollout.sampler import row_seed
 from orchard_envs.agents.sampling_seeds import draw_seed
 from orchard_envs.agents.vllm_agent import VLLMAgent
+from orchard_envs.errors import ConfigError
 
 HELLO = [{"role": "user", "content": "Say hello."}]
 REPLY = "hello"
@@ -32,6 +36,16 @@ class SamplingParams:
 
     def __init__(self, **options: Any) -> None:
         self.options = options
+
+
+class FakeModel:
+    """Records the weights it was given, as vLLM's models' `load_weights(weights=iterable)` takes them."""
+
+    def __init__(self) -> None:
+        self.loaded: list[dict[str, Any]] = []
+
+    def load_weights(self, weights: Any) -> None:
+        self.loaded.append(dict(weights))
 
 
 class FakeLLM:
@@ -45,7 +59,13 @@ class FakeLLM:
 
         self.model, self.seed, self.options = model, seed, options
         self.tokenizer = AutoTokenizer.from_pretrained(model)
-        self.llm_engine = SimpleNamespace(model_config=SimpleNamespace(max_model_len=self.window))
+        self.model_runner = SimpleNamespace(model=FakeModel())
+        self.llm_engine = SimpleNamespace(
+            model_config=SimpleNamespace(max_model_len=self.window),
+            model_executor=SimpleNamespace(driver_worker=SimpleNamespace(model_runner=self.model_runner)),
+        )
+        self.gate: threading.Event | None = None  # when set up, the next call waits for it
+        self.fail_next = False
         self.calls: list[tuple[list[Any], SamplingParams, bool]] = []
         self.inside = self.most_inside = 0
         self._count = threading.Lock()  # guards the counters only, never the call itself
@@ -54,7 +74,7 @@ class FakeLLM:
     def get_tokenizer(self) -> Any:
         return self.tokenizer
 
-    def generate(self, prompts: list[Any], params: SamplingParams, use_tqdm: bool = True) -> list[Any]:
+    def generate(self, prompts: list[Any], params: list[SamplingParams], use_tqdm: bool = True) -> list[Any]:
         with self._count:
             self.inside += 1
             self.most_inside = max(self.most_inside, self.inside)
@@ -63,6 +83,12 @@ class FakeLLM:
             # inside at the same time; with the lock the count is 1 however long this takes.
             time.sleep(0.02)
             self.calls.append((prompts, params, use_tqdm))
+            if self.gate is not None:
+                gate, self.gate = self.gate, None
+                gate.wait()
+            if self.fail_next:
+                self.fail_next = False
+                raise RuntimeError("CUDA out of memory (stand-in)")
             ids = [*self.tokenizer.encode(REPLY, add_special_tokens=False), self.tokenizer.eos_token_id]
             logprobs = [{token: SimpleNamespace(logprob=-0.5)} for token in ids]
             output = SimpleNamespace(token_ids=ids, logprobs=logprobs, finish_reason="stop")
@@ -89,11 +115,11 @@ def context_of(task_id: str, trial: int) -> EpisodeContext:
     return EpisodeContext("orchard/SWE-v0", None, [], AssistantTurn, task_id=task_id, trial=trial)
 
 
-def test_clones_share_one_engine_and_take_turns_calling_it(fake_vllm, tiny_model):
+def test_clones_share_one_engine_which_never_calls_vllm_from_two_threads(fake_vllm, tiny_model):
     agent = get_agent("vllm", model=tiny_model, max_new_tokens=5)
     clones = [agent.clone() for _ in range(4)]
     (engine,) = FakeLLM.built  # one engine for all: clones never load the model again
-    assert all(clone.llm is engine for clone in clones)
+    assert all(clone.generator.llm is engine for clone in clones)
     ready = threading.Barrier(len(clones))
     failures: list[BaseException] = []
 
@@ -112,7 +138,8 @@ def test_clones_share_one_engine_and_take_turns_calling_it(fake_vllm, tiny_model
     for thread in threads:
         thread.join()
     assert not failures, failures
-    assert len(engine.calls) == 12 and engine.most_inside == 1  # serialised: never two calls at once
+    assert sum(len(prompts) for prompts, _, _ in engine.calls) == 12  # every turn, some of them batched
+    assert engine.most_inside == 1  # serialised: never two calls at once
 
 
 def test_each_request_carries_its_draw_seed_and_the_sampling_options(fake_vllm, tiny_model):
@@ -123,10 +150,11 @@ def test_each_request_carries_its_draw_seed_and_the_sampling_options(fake_vllm, 
     agent.start(context_of("parse-1", 2))
     first = agent.act(HELLO, [])
     second = agent.act([*HELLO, first.message(), {"role": "user", "content": "Again."}], [])
-    options = [params.options for _, params, _ in engine.calls]
+    options = [params.options for _, (params,), _ in engine.calls]
     common = {"max_tokens": 5, "temperature": 0.7, "top_p": 0.9, "logprobs": 0}
+    common |= {"stop": None, "include_stop_str_in_output": True}
     assert options == [{**common, "seed": draw_seed(3, "parse-1", 2, turn)} for turn in (0, 1)]
-    (prompt,), _, use_tqdm = engine.calls[0]
+    (prompt,), (_,), use_tqdm = engine.calls[0]
     assert prompt == {"prompt_token_ids": first.prompt_token_ids} and use_tqdm is False
     assert first.token_ids == [
         *engine.tokenizer.encode(REPLY, add_special_tokens=False),
@@ -136,14 +164,14 @@ def test_each_request_carries_its_draw_seed_and_the_sampling_options(fake_vllm, 
     assert second.prompt_token_ids[: len(first.prompt_token_ids)] == first.prompt_token_ids
     agent.start(context_of("parse-1", 3))  # the next trial of the task: another draw
     agent.act(HELLO, [])
-    assert engine.calls[-1][1].options["seed"] == draw_seed(3, "parse-1", 3, 0)
+    assert engine.calls[-1][1][0].options["seed"] == draw_seed(3, "parse-1", 3, 0)
 
 
 def test_unseeded_sampling_sends_no_seed(fake_vllm, tiny_model):
     agent = VLLMAgent(tiny_model, max_new_tokens=5)
     agent.act(HELLO, [])
     (engine,) = FakeLLM.built
-    assert engine.calls[0][1].options["seed"] is None and "seed" not in agent.sampling
+    assert engine.calls[0][1][0].options["seed"] is None and "seed" not in agent.sampling
 
 
 def test_a_prompt_beyond_the_window_is_context_overflow(fake_vllm, tiny_model, monkeypatch):
@@ -165,3 +193,66 @@ def test_the_real_engine_samples_a_token_exact_turn():
     agent.start(context_of("t", 0))
     turn = agent.act(HELLO, [])
     assert turn.token_ids and turn.logprobs is not None and len(turn.logprobs) == len(turn.token_ids)
+
+
+def test_concurrent_calls_queued_while_the_engine_is_busy_go_out_as_one_batch(fake_vllm, tiny_model):
+    engine = make_engine("vllm", tiny_model)
+    llm = engine.llm
+    llm.gate = gate = threading.Event()
+    sampling = Sampling(max_new_tokens=5)
+    results: list[Any] = []
+    prompts = ([1, 2], [3], [4, 5], [6])
+    threads = [
+        threading.Thread(target=lambda p=p: results.append(engine.generate([p], sampling)), daemon=True)
+        for p in prompts
+    ]
+    threads[0].start()
+    while not llm.calls:  # the first call is inside vLLM (held at the gate)
+        time.sleep(0.005)
+    for thread in threads[1:]:
+        thread.start()
+    while len(engine._queued) < 3:  # the other three wait in the queue
+        time.sleep(0.005)
+    gate.set()
+    for thread in threads:
+        thread.join()
+    sizes = [len(prompts) for prompts, _, _ in llm.calls]
+    assert sizes == [1, 3] and len(results) == 4  # one round for the three that queued meanwhile
+    assert sorted(p["prompt_token_ids"] for p in llm.calls[1][0]) == [[3], [4, 5], [6]]
+
+
+def test_the_rows_of_one_call_draw_with_their_own_seeds(fake_vllm, tiny_model):
+    engine = make_engine("vllm", tiny_model)
+    engine.generate([[1], [1], [1]], Sampling(max_new_tokens=5, temperature=1.0, seed=5))
+    seeds = [params.options["seed"] for params in engine.llm.calls[0][1]]
+    assert seeds == [row_seed(5, 0), row_seed(5, 1), row_seed(5, 2)] and len(set(seeds)) == 3
+
+
+def test_a_failing_batch_fails_its_callers_and_the_engine_carries_on(fake_vllm, tiny_model):
+    engine = make_engine("vllm", tiny_model)
+    engine.llm.fail_next = True
+    with pytest.raises(RuntimeError, match="out of memory"):
+        engine.generate([[1, 2]], Sampling(max_new_tokens=5))
+    (generation,) = engine.generate([[1, 2]], Sampling(max_new_tokens=5))
+    assert generation.finish_reason == "stop" and generation.prompt_tokens == 2
+
+
+def test_load_weights_goes_to_the_model_inside_vllm_and_bumps_the_version(fake_vllm, tiny_model):
+    import torch
+
+    engine = make_engine("vllm", tiny_model)
+    assert engine.load_weights({"lm_head.weight": torch.zeros(2, 2)}) == 1
+    assert engine.load_weights(tiny_model) == 2  # a save_pretrained folder: its tensors, read on the CPU
+    first, second = engine.llm.model_runner.model.loaded
+    assert list(first) == ["lm_head.weight"] and "model.embed_tokens.weight" in second
+    (generation,) = engine.generate([[1]], Sampling(max_new_tokens=5))
+    assert generation.extra == {"weights_version": 2}
+    engine.llm.model_runner.model = None  # a vLLM version that keeps its model elsewhere
+    with pytest.raises(ConfigError, match="engine `server`"):
+        engine.load_weights(tiny_model)
+
+
+def test_a_missing_vllm_is_a_config_error_that_says_what_to_do(monkeypatch):
+    monkeypatch.setitem(sys.modules, "vllm", None)  # `import vllm` raises ImportError
+    with pytest.raises(ConfigError, match=r"orchard-envs\[vllm\].*engine `server`"):
+        make_engine("vllm")
