@@ -205,6 +205,17 @@ class HFGenerator:
         return None
 
 
+def checkpoint_eos(path: str) -> int | list[int] | None:
+    """The eos ids a checkpoint folder's generation config names (None without one), read without
+    loading the model: for engines whose model lives elsewhere (vLLM, a server)."""
+    from transformers import GenerationConfig
+
+    try:
+        return GenerationConfig.from_pretrained(path).eos_token_id
+    except OSError:  # no generation_config.json: the tokenizer's eos is all there is
+        return None
+
+
 def end_token_ids(tokenizer: Any, configured: int | list[int] | None) -> set[int]:
     """Every id that ends a turn: the generation config's eos ids plus the tokenizer's eos."""
     ids = set(configured if isinstance(configured, list) else [configured] if configured is not None else [])

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from orchard_envs.agents.base import ContextOverflow
-from orchard_envs.agents.hf_backend import Generation, Sampling, end_token_ids
+from orchard_envs.agents.hf_backend import Generation, Sampling, checkpoint_eos, end_token_ids
 from orchard_envs.agents.hf_models import DEFAULT_MODEL, resolve_model
 from orchard_envs.agents.rollout.weights import as_state_dict
 from orchard_envs.errors import ConfigError
@@ -37,15 +37,6 @@ def import_vllm() -> Any:
             "engine `server`)"
         ) from exc
     return vllm
-
-
-def _configured_eos(path: str) -> int | list[int] | None:
-    from transformers import GenerationConfig
-
-    try:
-        return GenerationConfig.from_pretrained(path).eos_token_id
-    except OSError:  # no generation_config.json: the tokenizer's eos is all there is
-        return None
 
 
 def _row_sampling(sampling: Sampling, index: int) -> Sampling:
@@ -66,7 +57,7 @@ class VLLMEngine:
         self.name = model
         self.llm = vllm.LLM(model=path, seed=seed or 0, **engine_options)
         self.tokenizer = self.llm.get_tokenizer()
-        self.end_token_ids = end_token_ids(self.tokenizer, _configured_eos(path))
+        self.end_token_ids = end_token_ids(self.tokenizer, checkpoint_eos(path))
         self.context_tokens = int(self.llm.llm_engine.model_config.max_model_len)
         self._params, self._prompt = vllm.SamplingParams, vllm.inputs.TokensPrompt
         self._engine_lock = threading.Lock()  # one call into vLLM at a time: generate or load_weights

@@ -1,9 +1,11 @@
-"""The orchard-serve HTTP app: OpenAI chat completions over one `HFGenerator`.
+"""The orchard-serve HTTP app: OpenAI chat completions (and token-id completions) over one `HFGenerator`.
 
 A request is rendered with the model's own chat template (`ChatFormat`, tools included), tokenized once,
 sampled as token ids, and decoded and parsed back into an OpenAI message. With `return_token_ids` the
 response carries the exact prompt and sampled ids (vLLM's convention), so RL data collected through this
-server is token-exact. Everything that touches the tokenizer or the model runs on worker threads.
+server is token-exact. `/v1/completions` takes token-id prompts only (what an RL rollout engine sends:
+`ServerEngine`) and answers the sampled ids and logprobs. Everything that touches the tokenizer or the
+model runs on worker threads.
 
 An `HFGenerator` batches concurrent requests itself (its rollout engine: continuous batching, per-row
 seeds), so requests go straight to it from a thread pool; a generator without an engine goes through
@@ -34,7 +36,12 @@ from orchard_envs.agents.hf_backend import Generation, HFGenerator, Sampling
 from orchard_envs.agents.prompt_ledger import without_end_token
 from orchard_envs.errors import ConfigError
 from orchard_envs.model_server.batcher import MicroBatcher
-from orchard_envs.model_server.protocol import APIError, ChatCompletionRequest
+from orchard_envs.model_server.protocol import (
+    APIError,
+    ChatCompletionRequest,
+    CompletionRequest,
+    SamplingRequest,
+)
 
 MIN_LOGPROB = -9999.0  # what OpenAI reports for "impossible": JSON has no -inf
 
@@ -73,7 +80,7 @@ class Completer:
             raise APIError(400, message, param="messages") from exc
         return list(self.generator.tokenizer.encode(text, add_special_tokens=False))
 
-    def sampling(self, request: ChatCompletionRequest, prompt_tokens: int) -> Sampling:
+    def sampling(self, request: SamplingRequest, prompt_tokens: int) -> Sampling:
         """Sampling settings capped to the context room left; ContextOverflow if the prompt fills it."""
         room = self.generator.context_tokens - prompt_tokens
         if room < 1:
@@ -81,13 +88,13 @@ class Completer:
                 f"the prompt has {prompt_tokens} tokens; the model's context window is "
                 f"{self.generator.context_tokens}"
             )
-        wanted = request.max_completion_tokens or request.max_tokens or self.default_max_tokens or room
+        wanted = request.wanted_tokens() or self.default_max_tokens or room
         temperature = 1.0 if request.temperature is None else request.temperature
         top_p = 1.0 if request.top_p is None else request.top_p
         return Sampling(min(wanted, room), temperature, top_p, request.seed, request.stops())
 
-    async def complete(self, request: ChatCompletionRequest) -> dict[str, Any]:
-        """One chat completion in OpenAI's response shape; streaming and other models' names are refused."""
+    def check(self, request: SamplingRequest) -> None:
+        """Streaming and other models' names are refused."""
         if request.stream:
             raise APIError(
                 400, "streaming is not supported by orchard-serve: send stream false", param="stream"
@@ -99,6 +106,10 @@ class Completer:
                 param="model",
                 code="model_not_found",
             )
+
+    async def complete(self, request: ChatCompletionRequest) -> dict[str, Any]:
+        """One chat completion in OpenAI's response shape."""
+        self.check(request)
         prompt = await asyncio.to_thread(self.prompt_ids, request)
         sampling = self.sampling(request, len(prompt))
         generations = await self.generate([prompt] * (request.n or 1), sampling)
@@ -118,6 +129,56 @@ class Completer:
         if request.return_token_ids:
             response["prompt_token_ids"] = prompt
         return response
+
+    async def complete_tokens(self, request: CompletionRequest) -> dict[str, Any]:
+        """Token-id prompts in, `n` samples of each out (prompt-major, as OpenAI orders them), in the
+        completions response shape; one batch, so row i draws as row i of `HFGenerator.generate` would."""
+        self.check(request)
+        prompts = request.prompts()
+        sampling = self.sampling(request, max(len(prompt) for prompt in prompts))
+        rows = [prompt for prompt in prompts for _ in range(request.n or 1)]
+        try:
+            generations = await self.generate(rows, sampling)
+        except ValueError as exc:  # e.g. an id outside the vocabulary
+            raise APIError(400, str(exc), param="prompt") from exc
+        choices = await asyncio.to_thread(self.text_choices, request, rows, generations)
+        completion_tokens = sum(len(g.token_ids) for g in generations)
+        prompt_tokens = sum(len(prompt) for prompt in prompts)
+        return {
+            "id": f"cmpl-{uuid.uuid4().hex}",
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": self.served_name,
+            "choices": choices,
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+
+    def text_choices(
+        self, request: CompletionRequest, rows: list[list[int]], generations: list[Generation]
+    ) -> list[dict[str, Any]]:
+        """Completions choices: the text (cut at stop strings), the ids and their logprobs."""
+        decode, stops = self.generator.tokenizer.decode, request.stops()
+        out = []
+        for index, (prompt, generation) in enumerate(zip(rows, generations, strict=True)):
+            body = without_end_token(generation.token_ids, self.generator.end_token_ids)
+            choice: dict[str, Any] = {
+                "index": index,
+                "text": _before_stop(decode(body, skip_special_tokens=False), stops),
+                "finish_reason": generation.finish_reason,
+                "logprobs": None,
+            }
+            if request.logprobs is not None:
+                tokens = [decode([token], skip_special_tokens=False) for token in generation.token_ids]
+                finite = [lp if math.isfinite(lp) else MIN_LOGPROB for lp in generation.logprobs]
+                choice["logprobs"] = {"tokens": tokens, "token_logprobs": finite, "top_logprobs": None}
+            if request.return_token_ids:
+                choice["prompt_token_ids"], choice["token_ids"] = prompt, generation.token_ids
+            out.append(choice)
+        return out
 
     def choices(self, request: ChatCompletionRequest, generations: list[Generation]) -> list[dict[str, Any]]:
         """OpenAI choices from generations: cut at stop strings, tool calls parsed by the chat template."""
@@ -260,6 +321,10 @@ def create_app(
     @api.post("/chat/completions")
     async def chat_completions(request: ChatCompletionRequest) -> JSONResponse:
         return JSONResponse(await completer.complete(request))
+
+    @api.post("/completions")
+    async def completions(request: CompletionRequest) -> JSONResponse:
+        return JSONResponse(await completer.complete_tokens(request))
 
     @api.post("/weights/reload")
     async def reload(body: ReloadRequest) -> dict[str, Any]:

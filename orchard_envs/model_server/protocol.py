@@ -1,4 +1,6 @@
-"""The subset of OpenAI's chat-completions request that orchard-serve understands, validated up front.
+"""The subset of OpenAI's chat and (token-id) completions requests that orchard-serve understands.
+
+Validated up front.
 
 Unknown fields are ignored (clients send `user`, `metadata`, penalties...), as OpenAI-compatible servers
 commonly do; fields we do read are checked strictly, so a bad value is a 400 that names it rather than a
@@ -105,33 +107,20 @@ class Tool(BaseModel):
     function: FunctionSpec
 
 
-class ChatCompletionRequest(BaseModel):
-    """OpenAI's chat completion request, the fields orchard-serve honours; others are ignored."""
+class SamplingRequest(BaseModel):
+    """The fields chat and plain completions share: which model, how to sample, what comes back."""
 
     model_config = ConfigDict(extra="ignore")
 
     model: str | None = None
-    messages: list[Message] = Field(min_length=1)
-    tools: list[Tool] | None = None
-    tool_choice: Literal["auto", "none"] | None = None
     max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
     n: int | None = Field(None, ge=1, le=MAX_N)
     seed: int | None = None
     stop: str | list[str] | None = None
-    logprobs: bool | None = None
-    top_logprobs: int | None = Field(None, ge=0, le=20)  # accepted; the top lists come back empty
-    return_token_ids: bool | None = None  # vLLM's extension: prompt_token_ids + choices[i].token_ids
+    return_token_ids: bool | None = None  # vLLM's extension: the prompt's and the choices' token ids
     stream: bool | None = None
-
-    @field_validator("tool_choice", mode="before")
-    @classmethod
-    def _no_forced_tools(cls, choice: Any) -> Any:
-        if choice is not None and choice not in ("auto", "none"):
-            raise ValueError("tool_choice must be 'auto' or 'none'; forcing a tool call is not supported")
-        return choice
 
     @field_validator("stop")
     @classmethod
@@ -144,6 +133,56 @@ class ChatCompletionRequest(BaseModel):
     def stops(self) -> tuple[str, ...]:
         """The stop strings as a tuple, whether sent as one string, a list or nothing."""
         return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
+
+    def wanted_tokens(self) -> int | None:
+        """The completion length asked for, if any."""
+        return self.max_tokens
+
+
+class CompletionRequest(SamplingRequest):
+    """OpenAI's (legacy) completions request with token-id prompts only, as RL rollout engines send
+    them: text prompts are refused, since the server would have to guess how they tokenize."""
+
+    prompt: list[int] | list[list[int]]
+    logprobs: int | None = Field(None, ge=0, le=20)  # accepted; only the sampled token's come back
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _token_ids_only(cls, prompt: Any) -> Any:
+        if isinstance(prompt, str) or (isinstance(prompt, list) and prompt and isinstance(prompt[0], str)):
+            raise ValueError(
+                "orchard-serve's completions take token-id prompts (a list of ids, or a list of such "
+                "lists): tokenize first, or send messages to /v1/chat/completions"
+            )
+        if not prompt or (isinstance(prompt[0], list) and not all(prompt)):
+            raise ValueError("a prompt needs at least one token id")
+        return prompt
+
+    def prompts(self) -> list[list[int]]:
+        """The prompts as a list of token-id lists, whether one prompt or several were sent."""
+        return [self.prompt] if isinstance(self.prompt[0], int) else self.prompt  # type: ignore[list-item]
+
+
+class ChatCompletionRequest(SamplingRequest):
+    """OpenAI's chat completion request, the fields orchard-serve honours; others are ignored."""
+
+    messages: list[Message] = Field(min_length=1)
+    tools: list[Tool] | None = None
+    tool_choice: Literal["auto", "none"] | None = None
+    max_completion_tokens: int | None = Field(None, ge=1)
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)  # accepted; the top lists come back empty
+
+    @field_validator("tool_choice", mode="before")
+    @classmethod
+    def _no_forced_tools(cls, choice: Any) -> Any:
+        if choice is not None and choice not in ("auto", "none"):
+            raise ValueError("tool_choice must be 'auto' or 'none'; forcing a tool call is not supported")
+        return choice
+
+    def wanted_tokens(self) -> int | None:
+        """OpenAI's newer `max_completion_tokens` first, then `max_tokens`."""
+        return self.max_completion_tokens or self.max_tokens
 
     def template_tools(self) -> list[dict[str, Any]]:
         """The tools the model is offered: none when the client said tool_choice 'none'."""
