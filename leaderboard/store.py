@@ -22,6 +22,7 @@ from typing import Any
 
 from orchard_envs import __version__
 from orchard_envs.episodes import Episode
+from orchard_envs.episodes.images import save_images
 from orchard_envs.errors import ConfigError
 from orchard_envs.leaderboard.fingerprint import describe_weights
 from orchard_envs.leaderboard.stats import has_valid_tool_call
@@ -176,7 +177,9 @@ class ResultsStore:
     def record(
         self, task_id: str, trial: int, episode: Episode, *, attempts: int, category: str | None
     ) -> bool:
-        """Commit one (task, trial) with its episode; False if it was already there (never counted twice)."""
+        """Commit one (task, trial) with its episode; False if it was already there (never counted twice).
+        Its screenshots go into the run folder first: a committed episode never names a missing one."""
+        save_images(episode.messages, self.path)
         meta = episode.metadata
         assistant = sum(message.get("role") == "assistant" for message in episode.messages)
         values = {

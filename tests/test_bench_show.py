@@ -16,6 +16,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from orchard_envs.episodes import Episode, EpisodeMetadata
+from orchard_envs.episodes.images import image_part, image_paths
 from orchard_envs.leaderboard.cli import app
 from orchard_envs.leaderboard.discovery import load_runs
 from orchard_envs.leaderboard.report import write_report
@@ -67,7 +68,7 @@ def record(store: ResultsStore, task: str, trial: int, turns: list[dict], reward
     meta = EpisodeMetadata(
         env_id="orchard/Claw-v0", suite=cfg["suite"], task_id=task, split="test", harness="tool-calling",
         agent=cfg["agent"], reward=reward, resolved=reward == 1.0, status="submitted", steps=steps,
-        format_errors=sum(m["content"].startswith("Format error") for m in turns if m["role"] == "user"),
+        format_errors=sum(str(m["content"]).startswith("Format error") for m in turns if m["role"] == "user"),
         reward_breakdown={"checks": reward}, verify_status="passed" if reward == 1.0 else "failed",
     )  # fmt: skip
     episode = Episode(messages=[SYSTEM, ASK, *turns], metadata=meta)
@@ -208,3 +209,22 @@ def test_each_report_row_links_to_its_runs_episodes(runs: Path, tmp_path: Path) 
     # a second report replaces the episode pages whole: a run gone from the report leaves none behind
     write_report([runs / "base"], out)
     assert [p.name for p in (tmp_path / "report-episodes").iterdir()] == ["000-base"]
+
+
+def test_a_runs_screenshots_are_kept_beside_its_episodes(tmp_path: Path, monkeypatch) -> None:
+    import numpy as np
+
+    monkeypatch.setenv("ORCHARD_IMAGE_CACHE", str(tmp_path / "cache"))
+    page = [{"type": "text", "text": "the page"}, image_part(np.zeros((4, 6, 3)))]
+    shot = {"role": "user", "content": page}
+    store = ResultsStore.create_or_resume(tmp_path / "run", config("web-mini", "oracle"))
+    try:
+        record(store, "click-1", 0, [call("click", "{}"), answer("clicked"), shot], 1.0, 1)
+        store.export_episodes()
+    finally:
+        store.close()
+    for cached in (tmp_path / "cache").rglob("*.png"):
+        cached.unlink()  # the cache is scratch: the run folder must hold its own copy
+    (line,) = (tmp_path / "run" / "episodes.jsonl").read_text().splitlines()
+    (path,) = image_paths(Episode.from_row(json.loads(line)).messages, tmp_path / "run")
+    assert Path(path).read_bytes().startswith(b"\x89PNG")
