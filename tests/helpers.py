@@ -16,7 +16,9 @@ import uvicorn
 @contextlib.contextmanager
 def serving(app: Any) -> Iterator[str]:
     """Run `app` with uvicorn on a free loopback port in a thread; yields its base URL."""
-    sock = socket.socket()
+    # IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets that name it; without it Nagle and delayed ACKs
+    # add ~40 ms to every keep-alive response (as in tasks/claw/host.py)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
