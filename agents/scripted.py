@@ -21,6 +21,7 @@ from orchard_envs.errors import ConfigError
 ORACLE_PLANS: dict[str, str] = {
     "orchard/SWE-v0": "orchard_envs.agents.swe_oracle:plan",
     "orchard/Claw-v0": "orchard_envs.agents.claw_oracle:plan",
+    "orchard/Desktop-v0": "orchard_envs.agents.desktop_oracle:plan",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import json
@@ -13,7 +14,11 @@ from orchard_envs.errors import ConfigError, OrchardError
 BUNDLED = {
     "swe-mini": ("orchard/SWE-v0", "80 real bugs injected into 10 PyPI libraries, graded by their tests"),
     "claw-mini": ("orchard/Claw-v0", "180 personal-assistant tool tasks over 7 mock services, 10 families"),
+    "web-mini": ("orchard/Web-v0", "144 browser tasks on 4 self-hosted sites (shop, mail, travel, wiki)"),
+    "miniwob": ("orchard/Web-v0", "the MiniWoB++ tasks of the miniwob package, reward read from the page"),
+    "desktop-mini": ("orchard/Desktop-v0", "64 tasks over mousepad, gnumeric, pcmanfm and a terminal"),
 }
+GUI_ENVS = ("orchard/Web-v0", "orchard/Desktop-v0")
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,8 @@ def load(name_or_path: str, split: str | None = None) -> Suite:
             loaded = load_swe(name_or_path, split)
             tasks = [Task(i.instance_id, i.repo, i.split) for i in loaded]
             content = [i.model_dump(mode="json") for i in loaded]
+        elif env_id in GUI_ENVS:
+            tasks, content = _gui_suite(name_or_path, split)
         else:
             from orchard_envs.tasks.claw.task import load_suite as load_claw
 
@@ -64,6 +71,23 @@ def load(name_or_path: str, split: str | None = None) -> Suite:
         raise ConfigError(f"cannot read suite {name_or_path!r}: {exc}") from exc
     digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
     return Suite(suite_name(name_or_path), env_id, tuple(tasks), digest)
+
+
+def _gui_suite(name: str, split: str | None) -> tuple[list[Task], list[dict]]:
+    """A bundled web or desktop suite's tasks (each family is its category) and their content."""
+    if name == "miniwob":
+        from orchard_envs.tasks.web.miniwob import load_suite as load_miniwob
+
+        loaded: list = load_miniwob(split)
+    elif BUNDLED[name][0] == "orchard/Desktop-v0":
+        from orchard_envs.tasks.desktop.catalog import load_suite as load_desktop
+
+        loaded = load_desktop(name, split)
+    else:
+        from orchard_envs.tasks.web.catalog import load_suite as load_web
+
+        loaded = load_web(name, split)
+    return [Task(t.task_id, t.family, t.split) for t in loaded], [dataclasses.asdict(t) for t in loaded]
 
 
 def suite_name(name_or_path: str) -> str:
