@@ -182,3 +182,33 @@ def test_torchrun_ranks_share_the_rollouts_and_agree_on_the_batch(tiny_model: Pa
     assert two_ranks[0]["rollouts"] == one_rank[0]["rollouts"]
     assert two_ranks[0]["trained_tokens"] == one_rank[0]["trained_tokens"]
     assert (tmp_path / "ranks" / "model.safetensors").exists()
+
+
+def test_a_served_policy_rolls_out_what_the_colocated_one_does(tiny_model: Path, tmp_path: Path) -> None:
+    """--engine server: orchard-serve samples the rollouts and is sent the weights after each step. The
+    server runs the same engine code on weights that round-trip exactly (float32 safetensors), so the run
+    must match the colocated run step for step, and the server must end on the trained weights."""
+    from helpers import serving
+
+    from orchard_envs.agents.hf_backend import HFGenerator
+    from orchard_envs.model_server.app import create_app
+
+    colocated = train(toy_config(tiny_model, tmp_path / "colocated", steps=3))
+    served = HFGenerator(str(tiny_model), device="cpu")
+    with serving(create_app(served, api_key="k")) as url:
+        config = toy_config(tiny_model, tmp_path / "served", steps=3, engine="server", engine_url=url)
+        result = train(config.model_copy(update={"engine_api_key": "k"}))
+    keys = ("reward_mean", "rollouts", "generated_tokens", "loss")
+    curve = lambda out: [[row[key] for key in keys] for row in read_metrics(out)]  # noqa: E731
+    assert curve(result.out) == curve(colocated.out)
+    trained = result.model.state_dict()
+    assert all((trained[name] == value).all() for name, value in served.model.state_dict().items())
+    updates = sum(not row.get("skipped") for row in read_metrics(result.out))
+    assert served.engine.weights_version == 1 + updates  # the start, then after every update
+
+
+def test_the_server_engine_needs_a_url_and_full_weights(tiny_model: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="--engine-url"):
+        toy_config(tiny_model, tmp_path, engine="server")
+    with pytest.raises(ValueError, match="without --lora"):
+        toy_config(tiny_model, tmp_path, engine="server", engine_url="http://x", lora=True)

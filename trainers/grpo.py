@@ -111,7 +111,7 @@ def _train(config: GRPOConfig, world: World) -> GRPOResult:
         start = load_state(out, module, optimizer, scheduler, world)
         planner.load_state_dict(saved_extra(out).get("pass_rates", {}))
     out.mkdir(parents=True, exist_ok=True)
-    generator, agent = _policy_agent(model, tokenizer, end_ids, config)
+    generator, agent = _policy_agent(model, tokenizer, end_ids, config, path)
     harness_options = {"max_turns": config.max_turns, **_options(config.harness_option)}
     factory = EpisodeFactory(env_id, env_kwargs, config.harness, "hf", harness_options, shared_agent=agent)
     pool = RolloutPool(factory, config.jobs)
@@ -135,6 +135,7 @@ def _train(config: GRPOConfig, world: World) -> GRPOResult:
     )
     stop = StopRequest(world)
     reward = None
+    _sync_weights(run, generator)  # a served policy starts from this run's weights (and a resume's)
 
     def save(step: int) -> None:
         extra = {"pass_rates": planner.state_dict()}
@@ -144,6 +145,8 @@ def _train(config: GRPOConfig, world: World) -> GRPOResult:
         with stop.installed():
             for step in range(start, config.steps):
                 row = _step(run, step)
+                if not row.get("skipped"):
+                    _sync_weights(run, generator)
                 reward = row["reward_mean"]
                 if log is not None:
                     log.write(row)
@@ -160,7 +163,10 @@ def _train(config: GRPOConfig, world: World) -> GRPOResult:
         progress.close()
         if log is not None:
             log.close()
-    model.generation_config = generator.checkpoint_generation_config  # the rollouts ran with neutral ones
+        if hasattr(generator, "close"):
+            generator.close()
+    if config.engine == "colocated":  # its rollouts ran with neutral generation settings
+        model.generation_config = generator.checkpoint_generation_config
     export_checkpoint(out, module, model, tokenizer, lora, world)
     if world.is_main and not config.save_total_limit:
         prune_states(out, 0)
@@ -391,12 +397,22 @@ def _reference(config: GRPOConfig, path: str, world: World, lora: bool) -> Any:
     return reference.to(world.device).eval().requires_grad_(False)
 
 
-def _policy_agent(model: Any, tokenizer: Any, end_ids: set[int], config: GRPOConfig) -> tuple[Any, Any]:
-    """The rollout engine around the policy's own weights, and the `hf` agent the workers clone."""
+def _policy_agent(
+    model: Any, tokenizer: Any, end_ids: set[int], config: GRPOConfig, path: str
+) -> tuple[Any, Any]:
+    """The rollout engine (around the policy's own weights, or a server's), and the `hf` agent the workers
+    clone."""
     from orchard_envs.agents.hf import HFAgent
-    from orchard_envs.trainers.rollouts import colocated_generator
 
-    generator = colocated_generator(model, tokenizer, end_ids, config.model)
+    if config.engine == "server":
+        from orchard_envs.agents.rollout.server_engine import ServerEngine
+
+        assert config.engine_url is not None  # the config's validator
+        generator: Any = ServerEngine(config.engine_url, api_key=config.engine_api_key, tokenizer=path)
+    else:
+        from orchard_envs.trainers.rollouts import colocated_generator
+
+        generator = colocated_generator(model, tokenizer, end_ids, config.model)
     agent = HFAgent(
         generator=generator,
         max_new_tokens=config.max_new_tokens,
@@ -405,6 +421,18 @@ def _policy_agent(model: Any, tokenizer: Any, end_ids: set[int], config: GRPOCon
         seed=config.seed,
     )
     return generator, agent
+
+
+def _sync_weights(run: _Run, generator: Any) -> None:
+    """A served policy gets the trained weights (once, from the main rank; the others wait for it); a
+    colocated one already samples from them."""
+    if run.config.engine != "server":
+        return
+    if run.world.is_main:
+        state = {name: tensor.detach() for name, tensor in run.module.model.state_dict().items()}
+        generator.load_weights(state)
+    if run.world.size > 1:
+        torch.distributed.barrier()
 
 
 def _rollout_settings(config: GRPOConfig) -> RolloutSettings:

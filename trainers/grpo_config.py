@@ -53,6 +53,13 @@ class GRPOConfig(BaseModel):
     top_p: float = Field(1.0, gt=0, le=1)
     max_new_tokens: int = Field(256, ge=1, description="tokens per model turn")
     max_turns: int | None = Field(8, ge=1, description="model turns per episode (the harness's cut)")
+    engine: Literal["colocated", "server"] = Field(
+        "colocated",
+        description="colocated: roll out with the policy being trained (nothing to sync); server: sample "
+        "from the orchard-serve at --engine-url, which is sent the new weights after every step",
+    )
+    engine_url: str | None = Field(None, description="server engine: base URL of an orchard-serve of --model")
+    engine_api_key: str | None = Field(None, description="server engine: its API key")
     balanced: bool = Field(True, description="Balanced Adaptive Rollout: adapt tasks and group sizes")
     min_group_size: int = Field(2, ge=2, description="rollouts of a task that looks solved or hopeless")
     max_group_size: int = Field(8, ge=2, description="rollouts of a task near a 50% pass rate")
@@ -113,6 +120,10 @@ class GRPOConfig(BaseModel):
             raise ValueError(
                 f"--min-group-size {self.min_group_size} exceeds --max-group-size {self.max_group_size}"
             )
+        if self.engine == "server" and not self.engine_url:
+            raise ValueError("--engine server needs --engine-url (an orchard-serve started on --model)")
+        if self.engine == "server" and self.lora:
+            raise ValueError("--engine server sends full weights after each step: train without --lora")
         if self.clip_high is None:
             self.clip_high = float(LOSS_DEFAULTS[self.loss]["clip_high"])  # type: ignore[arg-type]
         return self
