@@ -7,7 +7,9 @@ conditioned on is exactly what the episode records. Logprobs are under the model
 Generation goes through the rollout engine (`rollout.batching`): concurrent callers (the `-j N` episode
 threads of `orchard-bench`, orchard-serve's requests, the GRPO trainer's rollouts) share each forward pass.
 `batching=False`, or a model whose cache the engine cannot merge (sliding-window layers), uses the older
-path instead: one `model.generate` call at a time, under a lock.
+path instead: one `model.generate` call at a time, under a lock. A generator loaded from a checkpoint keeps
+finished turns' keys and values (`prefix_cache_mib`, `rollout.prefix_cache`), so a turn that extends an
+earlier one prefills only its new tokens; `prefix_cache_mib=0` turns that off.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from typing import Any
 from orchard_envs.agents.base import ContextOverflow
 from orchard_envs.agents.hf_models import DEFAULT_MODEL, resolve_model
 from orchard_envs.errors import ConfigError
+
+# Keys and values of finished turns kept for the next turn's prefill (rollout.prefix_cache); 0 turns it off.
+PREFIX_CACHE_MIB = 1024
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,7 @@ class HFGenerator:
         *,
         batching: bool = True,
         max_rows: int = 64,
+        prefix_cache_mib: int = PREFIX_CACHE_MIB,
     ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -84,14 +90,15 @@ class HFGenerator:
             ) from exc
         loaded.eval()
         eos = end_token_ids(tokenizer, loaded.generation_config.eos_token_id)
-        self._adopt(loaded, tokenizer, eos, batching=batching, max_rows=max_rows)
+        self._adopt(loaded, tokenizer, eos, batching=batching, max_rows=max_rows, prefix_mib=prefix_cache_mib)
 
     @classmethod
     def from_loaded(
         cls, model: Any, tokenizer: Any, end_ids: set[int], name: str, *, batching: bool = True
     ) -> HFGenerator:
         """A generator around a model already in memory (the policy an RL trainer is updating): sampling
-        sees every optimizer step at once, with no copy of the weights. The caller switches eval/train."""
+        sees every optimizer step at once, with no copy of the weights. The caller switches eval/train.
+        No prefix cache: the weights change underneath it, which would leave kept keys and values stale."""
         generator = cls.__new__(cls)
         generator.name = name
         generator.device = str(next(model.parameters()).device)
@@ -99,7 +106,14 @@ class HFGenerator:
         return generator
 
     def _adopt(
-        self, model: Any, tokenizer: Any, end_ids: set[int], *, batching: bool = True, max_rows: int = 64
+        self,
+        model: Any,
+        tokenizer: Any,
+        end_ids: set[int],
+        *,
+        batching: bool = True,
+        max_rows: int = 64,
+        prefix_mib: int = 0,
     ) -> None:
         self.model, self.tokenizer = model, tokenizer
         self.context_tokens = int(getattr(self.model.config, "max_position_embeddings", 0) or 1 << 30)
@@ -118,7 +132,7 @@ class HFGenerator:
             from orchard_envs.agents.rollout.batching import BatchingEngine, supports
 
             if supports(self.model):
-                self.engine = BatchingEngine(self, max_rows=max_rows)
+                self.engine = BatchingEngine(self, max_rows=max_rows, prefix_cache_bytes=prefix_mib << 20)
 
     def generate(self, prompts: list[list[int]], sampling: Sampling) -> list[Generation]:
         """One sample per prompt; calls from several threads share batches (see `rollout.batching`)."""

@@ -8,9 +8,13 @@ own, so a fast episode never waits for a slow one's whole generation, as it woul
 The KV cache is a `DynamicCache` we manage: rows are left-padded, a row's position ids come from its own
 attention mask (its real tokens), joining rows' caches are left-padded to the running length and
 concatenated, leaving rows are dropped with `batch_select_indices` and all-padding columns are cut off.
+With a prefix cache (`rollout.prefix_cache`), a leaving row's keys and values are kept, and a joining row
+whose prompt extends a kept sequence prefills only its new tokens, on top of the kept ones.
 
 What is exact and what is not:
 - Sampled ids and their logprobs are the ones recorded; logprobs are the model's own (temperature 1).
+- A prompt prefilled on top of cached keys and values may differ from a fresh prefill in the last bits
+  (see `prefix_cache`); the cache is off unless the owner asks for one.
 - Each row samples from its own `torch.Generator` (see `sampler`), so a seeded row's random draws never
   depend on its batch mates. Its logits can: a batched float forward pass (other padding, other matmul
   shapes) may differ from an unbatched one in the last bits, which can flip a near-tie. A rerun with the
@@ -35,6 +39,7 @@ from transformers import DynamicCache
 
 from orchard_envs.agents.base import ContextOverflow
 from orchard_envs.agents.hf_backend import Generation, Sampling
+from orchard_envs.agents.rollout.prefix_cache import PrefixCache
 from orchard_envs.agents.rollout.sampler import RowSampler, row_seed, sample_rows
 
 
@@ -80,9 +85,10 @@ class BatchingEngine:
     """The batching generator of one loaded model. `owner` holds `model`, `tokenizer`, `device`,
     `end_token_ids`, `pad_token_id` and `context_tokens` (read at each request, so it may change)."""
 
-    def __init__(self, owner: Any, max_rows: int = 64) -> None:
+    def __init__(self, owner: Any, max_rows: int = 64, prefix_cache_bytes: int = 0) -> None:
         self.owner = owner
         self.max_rows = max_rows
+        self.prefix = PrefixCache(prefix_cache_bytes) if prefix_cache_bytes > 0 else None
         self.weights_version = 0  # bumped by each load_weights; recorded in Generation.extra
         self.stats = {"prefills": 0, "decode_steps": 0, "row_steps": 0}
         self._cond = threading.Condition()
@@ -126,6 +132,8 @@ class BatchingEngine:
                 with self._model_lock:
                     copy_into(self.owner.model, state_dict)
                     self.weights_version += 1
+                    if self.prefix is not None:  # kept keys and values came from the old weights
+                        self.prefix.clear()
             finally:
                 self._paused = False
                 self._cond.notify_all()
@@ -185,8 +193,26 @@ class BatchingEngine:
                     self._fail(request, alone)
 
     def _prefill(self, rows: list[_Row]) -> None:
+        """Every row's first token: rows with a cached prefix each on top of it, the others together. All
+        forward passes run before any row joins, so a failure leaves the batch as it was."""
         for row in rows:  # a retry after a failed group prefill starts the rows afresh
             row.ids, row.logprobs, row.finish, row.error = [], [], None, None
+        passes, fresh = [], []
+        for row in rows:
+            reused, layers = self.prefix.lookup(row.prompt) if self.prefix is not None else (0, None)
+            if layers is None:
+                fresh.append(row)
+            else:
+                passes.append(([row], *self._prefill_on(row, reused, layers)))
+        if fresh:
+            passes.append((fresh, *self._prefill_fresh(fresh)))
+        for group, logits, cache, mask in passes:
+            self.stats["prefills"] += 1
+            self._sample(group, logits)  # the first new token of each row
+            self._join(group, cache, mask.to(self.owner.device))
+
+    def _prefill_fresh(self, rows: list[_Row]) -> tuple[Any, Any, torch.Tensor]:
+        """One left-padded forward pass over the rows' whole prompts."""
         longest = max(len(row.prompt) for row in rows)
         ids = torch.full((len(rows), longest), self.owner.pad_token_id, dtype=torch.long)
         mask = torch.zeros_like(ids)
@@ -195,10 +221,19 @@ class BatchingEngine:
             mask[i, longest - len(row.prompt) :] = 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache(config=self.owner.model.config)
-        logits = self._forward(ids, mask, positions, cache)
-        self.stats["prefills"] += 1
-        self._sample(rows, logits)  # the first new token of each row
-        self._join(rows, cache, mask.to(self.owner.device))
+        return self._forward(ids, mask, positions, cache), cache, mask
+
+    def _prefill_on(
+        self, row: _Row, reused: int, layers: list[tuple[Any, Any]]
+    ) -> tuple[Any, Any, torch.Tensor]:
+        """The prompt's tokens after the first `reused`, on top of their cached keys and values."""
+        cache = DynamicCache(config=self.owner.model.config)
+        for index, (keys, values) in enumerate(layers):
+            cache.update(keys, values, index)
+        ids = torch.tensor([row.prompt[reused:]], dtype=torch.long)
+        mask = torch.ones((1, len(row.prompt)), dtype=torch.long)
+        positions = torch.arange(reused, len(row.prompt)).unsqueeze(0)
+        return self._forward(ids, mask, positions, cache), cache, mask
 
     def _decode(self) -> None:
         """One step for every running row: feed its last sampled token, sample the next."""
@@ -276,6 +311,8 @@ class BatchingEngine:
             row = self._active[i]
             if row.error is not None:
                 self._fail(row.request, row.error)
+            elif self.prefix is not None and row.finish:
+                self._keep(i, row)
             self._release([row])
         keep = [i for i in range(len(self._active)) if i not in leaving]
         if not keep:
@@ -291,6 +328,18 @@ class BatchingEngine:
             layer.keys, layer.values = layer.keys[:, :, start:], layer.values[:, :, start:]
         self._mask = mask[:, start:]
         self._active = [self._active[i] for i in keep]
+
+    def _keep(self, index: int, row: _Row) -> None:
+        """Hand the prefix cache the row's sequence: its prompt and the ids fed so far (all but the last
+        sampled one), which are the row's last columns of the running cache."""
+        assert self.prefix is not None and self._mask is not None
+        length = int(self._mask[index].sum())
+        sequence = row.prompt + row.ids[:-1]
+        if len(sequence) != length:  # never expected; a cache that could be wrong is worse than none
+            return
+        row_slice = (slice(index, index + 1), slice(None), slice(-length, None))
+        layers = [(kv.keys[row_slice].clone(), kv.values[row_slice].clone()) for kv in self._cache.layers]
+        self.prefix.store(sequence, layers)
 
     def _release(self, rows: list[_Row]) -> None:
         """Rows leave the in-flight count; a request whose rows have all left gets its answer."""
