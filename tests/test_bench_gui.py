@@ -60,10 +60,16 @@ def test_screenshots_of_a_gui_harness_run_load_as_images(tmp_path) -> None:
     assert row["images"] and row["images"][0].size == (1280, 720)
 
 
-def test_desktop_mini_oracle_through_orchard_bench(tmp_path) -> None:
+def test_desktop_mini_oracle_and_noop_through_orchard_bench(tmp_path) -> None:
     missing = [app for app in APPS if shutil.which(app) is None]
     require(not missing, f"the desktop needs {', '.join(missing)} (scripts/setup.sh installs them)")
-    run = tmp_path / "desktop"
-    done = bench("run", "--suite", "desktop-mini", "--limit", "2", "--agent", "oracle", "--out", str(run))
+    desktop = ["--suite", "desktop-mini", "--limit", "2"]
+    run, noop = tmp_path / "desktop", tmp_path / "noop"
+    done = bench("run", *desktop, "--agent", "oracle", "--out", str(run))
     assert done.returncode == 0, done.stderr
     assert [row[3:5] for row in outcomes(run)] == [(1, 1.0)] * 2
+    done = bench("run", *desktop, "--agent", "noop", "--harness", "gui", "--out", str(noop))
+    assert done.returncode == 0, done.stderr
+    assert [row[4] for row in outcomes(noop)] == [0.0] * 2
+    dataset = load_dataset(noop / "episodes.jsonl", images=True, cache_dir=str(tmp_path / "cache"))
+    assert all(row["images"] and row["images"][0].size == (1024, 768) for row in dataset)

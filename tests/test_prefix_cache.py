@@ -64,6 +64,15 @@ def test_cached_rows_join_a_running_batch_with_fresh_ones():
     assert cached.prefix.stats["hits"] >= 4
 
 
+def test_rows_that_join_together_prefill_their_shared_start_once():
+    cached, plain = engines()
+    system = tokens(90, seed=40)  # a suite's system prompt and tools
+    prompts = [[*system, 2 + i, *tokens(5 + i, seed=50 + i)] for i in range(3)]
+    got = cached.generate(prompts, Sampling(6))  # one call: its rows join together
+    assert_same(got, plain.generate(prompts, Sampling(6)))
+    assert cached.prefix.stats["hits"] == 3 and cached.prefix.stats["reused_tokens"] == 3 * len(system)
+
+
 def test_new_weights_empty_the_cache():
     cached, _ = engines(seed=0)
     other = tiny_model(seed=5)

@@ -39,7 +39,7 @@ from transformers import DynamicCache
 
 from orchard_envs.agents.base import ContextOverflow
 from orchard_envs.agents.hf_backend import Generation, Sampling
-from orchard_envs.agents.rollout.prefix_cache import PrefixCache
+from orchard_envs.agents.rollout.prefix_cache import PrefixCache, shared_start
 from orchard_envs.agents.rollout.sampler import RowSampler, row_seed, sample_rows
 
 
@@ -197,6 +197,8 @@ class BatchingEngine:
         forward passes run before any row joins, so a failure leaves the batch as it was."""
         for row in rows:  # a retry after a failed group prefill starts the rows afresh
             row.ids, row.logprobs, row.finish, row.error = [], [], None, None
+        if self.prefix is not None and len(rows) > 1:
+            self._share_start(rows)
         passes, fresh = [], []
         for row in rows:
             reused, layers = self.prefix.lookup(row.prompt) if self.prefix is not None else (0, None)
@@ -210,6 +212,19 @@ class BatchingEngine:
             self.stats["prefills"] += 1
             self._sample(group, logits)  # the first new token of each row
             self._join(group, cache, mask.to(self.owner.device))
+
+    def _share_start(self, rows: list[_Row]) -> None:
+        """Rows joining together that start alike (one suite's system prompt and tools) prefill that start
+        once: it goes into the prefix cache, and each row then prefills only its own rest on top of it."""
+        assert self.prefix is not None
+        start = min(shared_start([row.prompt for row in rows]), min(len(row.prompt) for row in rows) - 1)
+        if start < self.prefix.min_reuse or self.prefix.reusable(rows[0].prompt) >= start:
+            return
+        ids = torch.tensor([rows[0].prompt[:start]], dtype=torch.long)
+        cache = DynamicCache(config=self.owner.model.config)
+        self._forward(ids, torch.ones_like(ids), torch.arange(start).unsqueeze(0), cache)
+        self.stats["prefills"] += 1
+        self.prefix.store(rows[0].prompt[:start], [(layer.keys, layer.values) for layer in cache.layers])
 
     def _prefill_fresh(self, rows: list[_Row]) -> tuple[Any, Any, torch.Tensor]:
         """One left-padded forward pass over the rows' whole prompts."""

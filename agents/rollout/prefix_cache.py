@@ -35,13 +35,7 @@ class PrefixCache:
     def lookup(self, prompt: list[int]) -> tuple[int, list[tuple[Any, Any]] | None]:
         """(n, layers cut to the first n positions) for the kept sequence sharing the longest prefix with
         `prompt`, n < len(prompt) so one token is left to prefill; (0, None) below `min_reuse`."""
-        wanted = np.asarray(prompt)
-        best, best_key = 0, None
-        for key, (ids, _, _) in self._entries.items():
-            shared = _common_prefix(wanted, ids)
-            if shared > best:
-                best, best_key = shared, key
-        best = min(best, len(prompt) - 1)
+        best, best_key = self._best(prompt)
         if best_key is None or best < self.min_reuse:
             self.stats["misses"] += 1
             return 0, None
@@ -50,6 +44,20 @@ class PrefixCache:
         self.stats["hits"] += 1
         self.stats["reused_tokens"] += best
         return best, [(keys[:, :, :best], values[:, :, :best]) for keys, values in layers]
+
+    def reusable(self, prompt: list[int]) -> int:
+        """How many of the prompt's leading positions `lookup` would hand out (0 below `min_reuse`)."""
+        best, key = self._best(prompt)
+        return best if key is not None and best >= self.min_reuse else 0
+
+    def _best(self, prompt: list[int]) -> tuple[int, int | None]:
+        wanted = np.asarray(prompt)
+        best, best_key = 0, None
+        for key, (ids, _, _) in self._entries.items():
+            shared = _common_prefix(wanted, ids)
+            if shared > best:
+                best, best_key = shared, key
+        return min(best, len(prompt) - 1), best_key
 
     def store(self, sequence: list[int], layers: list[tuple[Any, Any]]) -> None:
         """Keep `sequence` (its layers' tensors are `[1, heads, len(sequence), dim]`, owned by the cache);
@@ -79,6 +87,12 @@ class PrefixCache:
 
     def _drop(self, key: int) -> None:
         self.bytes -= self._entries.pop(key)[2]
+
+
+def shared_start(prompts: list[list[int]]) -> int:
+    """How many leading tokens all the prompts share."""
+    first = np.asarray(prompts[0])
+    return min(_common_prefix(first, np.asarray(prompt)) for prompt in prompts)
 
 
 def _common_prefix(a: np.ndarray, b: np.ndarray) -> int:
