@@ -6,7 +6,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from orchard_envs.agents.chat_format import ChatFormat
-from orchard_envs.agents.hf_backend import Generation, HFGenerator, Sampling
+from orchard_envs.agents.hf_backend import PREFIX_CACHE_MIB, Generation, HFGenerator, Sampling
 from orchard_envs.agents.hf_models import DEFAULT_MODEL
 from orchard_envs.agents.token_policy import TokenPolicy
 
@@ -33,8 +33,11 @@ class HFAgent(TokenPolicy):
         device: str | None = None,
         dtype: str = "auto",
         generator: RolloutEngine | None = None,
+        prefix_cache_mib: int = PREFIX_CACHE_MIB,
     ) -> None:
-        self.generator = generator or HFGenerator(model, device=device, dtype=dtype)
+        self.generator = generator or HFGenerator(
+            model, device=device, dtype=dtype, prefix_cache_mib=prefix_cache_mib
+        )
         super().__init__(ChatFormat(self.generator.tokenizer), self.generator.end_token_ids, seed)
         self.model = self.generator.name
         self._sampling = Sampling(max_new_tokens, temperature, top_p, seed)
