@@ -79,6 +79,7 @@ def test_mini_swe_agent_resolves_three_instances_and_its_episodes_train(
     assert json.loads(result.stdout.strip().splitlines()[-1])["steps"] == 2
 
 
+@pytest.mark.timeout(900)  # about a minute alone; long prompts on a CPU shared with the other workers
 def test_mini_swe_agent_on_the_embedded_model_through_orchard_serve(
     wheels, local_backend, hf_generator, tmp_path
 ):
@@ -87,16 +88,16 @@ def test_mini_swe_agent_on_the_embedded_model_through_orchard_serve(
     from orchard_envs.model_server.app import create_app
 
     out = tmp_path / "smol"
-    with serving(create_app(hf_generator, default_max_tokens=48)) as url:
+    with serving(create_app(hf_generator, default_max_tokens=24)) as url:
         flags = ["run", "--suite", "swe-mini", "--tasks", TASKS[0], "--agent", f"openai:{hf_generator.name}"]
         flags += ["--option", f"base_url={url}/v1", "--option", "api_key=unused", "--backend", "local"]
-        flags += ["--harness", "external:mini-swe-agent", "--harness-option", "max_calls=3"]
+        flags += ["--harness", "external:mini-swe-agent", "--harness-option", "max_calls=2"]
         flags += ["--out", str(out)]
         result = CliRunner().invoke(bench, flags)
     assert result.exit_code == 0, result.output
     (episode,) = read_episodes(out / "episodes.jsonl")
     meta = episode.metadata
-    assert meta.model == hf_generator.name and 1 <= meta.model_calls <= 3
+    assert meta.model == hf_generator.name and 1 <= meta.model_calls <= 2
     assert meta.status in ("submitted", "step_limit", "error"), meta.error
     assert episode.turns and all(turn.token_ids and turn.prompt_token_ids for turn in episode.turns)
     assert all(turn.extends_previous is not None for turn in episode.turns[1:])
