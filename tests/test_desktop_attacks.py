@@ -15,6 +15,7 @@ from conftest import require
 from orchard_envs.desktop import restricted
 from orchard_envs.desktop.apps import DesktopSession
 from orchard_envs.envs.tools import ToolCall
+from orchard_envs.errors import SandboxFileNotFound
 
 # An X client in plain python3 (the sandbox has no Xlib): connect, then GrabServer and hold it.
 GRAB = r"""
@@ -80,13 +81,21 @@ def test_another_sandbox_cannot_reach_this_display(session, local_backend):
         other.close()
 
 
+def _read_or_empty(session, path: str) -> bytes:
+    """A file the sandbox is about to create (a background program's log): empty until it exists."""
+    try:
+        return session.sandbox.read_file(path)
+    except SandboxFileNotFound:
+        return b""
+
+
 def test_a_server_grab_from_inside_the_sandbox_does_not_hang_the_host(session):
     """GrabServer makes every other client wait; the host's connection is impervious (XTEST GrabControl),
     so screenshots, the window list and input still work while the grab is held. Without it the host
     blocks until the grabber lets go (here: 600 s); the thread's join is only a hang guard."""
     session.sandbox.write_file("/tmp/grab.py", GRAB)
     session.start(["python3", "/tmp/grab.py", "600"], "grab")
-    session.wait_until(lambda: b"grabbed" in session.sandbox.read_file("/tmp/.orchard-grab.log"), "the grab")
+    session.wait_until(lambda: b"grabbed" in _read_or_empty(session, "/tmp/.orchard-grab.log"), "the grab")
     time.sleep(0.2)
     display = session.display
     assert display is not None
@@ -168,6 +177,23 @@ def test_the_runners_jail_sees_no_host_file_and_no_network(session, tmp_path):
     lines = subprocess.run(argv, capture_output=True, text=True, timeout=30, env={}).stdout.splitlines()
     venv = Path(sys.prefix).name
     assert lines == ["False", f"[{venv!r}]", "offline", "read-only"], lines  # only the venv beside it
+
+
+def test_the_jail_finds_a_python_installed_under_tmp(tmp_path, monkeypatch):
+    """The jail's private /tmp was mounted after the Python install's bind, so a checkout under /tmp (a CI
+    clone) had its venv hidden and every code string failed with `execvp ... No such file`."""
+    import subprocess
+    import sys
+    import venv
+
+    venv.create(tmp_path / "venv", symlinks=True)  # no pip: a second or so
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / "venv"))
+    socket_dir = tmp_path / "display"
+    socket_dir.mkdir()
+    python = str(tmp_path / "venv" / "bin" / "python")
+    argv = [*restricted.jail_argv(socket_dir), python, "-I", "-c", "print('ran')"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, env={})
+    assert done.stdout == "ran\n", done.stderr
 
 
 def test_a_memory_bomb_in_the_code_string_costs_only_the_child(session):

@@ -264,7 +264,7 @@ def test_ttl_reaps_and_heartbeat_extends(client: EnvClient) -> None:
 
 # -- limits: 408 and 503 -------------------------------------------------------------------------------
 def test_sandbox_wait_times_out_with_408(small_url: str) -> None:
-    with httpx.Client(base_url=small_url, headers={"X-API-Key": KEY}) as http:
+    with httpx.Client(base_url=small_url, headers={"X-API-Key": KEY}, timeout=120) as http:
         sandbox_id = http.post("/sandboxes", json={}).json()["sandbox_id"]
         late = http.get(f"/sandboxes/{sandbox_id}/wait", params={"timeout": 0.05})
         assert late.status_code == 408 and "did not become ready" in late.json()["detail"]
@@ -276,7 +276,8 @@ def test_sandbox_wait_times_out_with_408(small_url: str) -> None:
 
 
 def test_overload_is_503_and_clients_retry(small_url: str) -> None:
-    with httpx.Client(base_url=small_url, headers={"X-API-Key": KEY}) as http:
+    # a generous timeout: on a loaded machine a sandbox exec can take seconds, which is not what this tests
+    with httpx.Client(base_url=small_url, headers={"X-API-Key": KEY}, timeout=120) as http:
         first = ready_id(http)
         second = http.post("/sandboxes", json={}).json()["sandbox_id"]  # pending still counts
         full = http.post("/sandboxes", json={})

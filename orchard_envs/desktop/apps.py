@@ -25,6 +25,8 @@ FONTS_CONF = """<?xml version="1.0"?>
 <alias><family>monospace</family><prefer><family>DejaVu Sans Mono</family></prefer></alias>
 <alias><family>sans-serif</family><prefer><family>DejaVu Sans</family></prefer></alias></fontconfig>
 """
+# GTK apps blink their text cursor: a screenshot would then depend on when it is taken
+GTK_SETTINGS = "[Settings]\ngtk-cursor-blink = false\n"
 SESSION_ENV = {
     "DISPLAY": ":0",
     "FONTCONFIG_FILE": "/root/.orchard-fonts.conf",  # the sandbox's /etc has no fonts/ folder
@@ -91,6 +93,7 @@ class DesktopSession:
         try:
             self.sandbox.write_file("/root/.orchard-fonts.conf", FONTS_CONF)
             self.sandbox.write_file("/root/.orchard-openbox.xml", openbox_rc())
+            self.sandbox.write_file("/root/.config/gtk-3.0/settings.ini", GTK_SETTINGS)
             self.display = XDisplay(self.sandbox, width, height)
             # --startup runs once openbox manages windows (its root properties come earlier than that)
             self.start(

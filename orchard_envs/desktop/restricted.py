@@ -171,9 +171,10 @@ def jail_argv(socket_dir: Path) -> list[str]:
             argv += ["--symlink", str(path.readlink()), f"/{name}"]
         elif path.is_dir():
             argv += ["--ro-bind", str(path), f"/{name}"]
+    argv += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]  # before the binds: a venv in /tmp
     for folder in sorted({sys.base_prefix, sys.prefix, sysconfig.get_paths()["purelib"]}):
         argv += ["--ro-bind", folder, folder]
-    argv += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--ro-bind", str(socket_dir), "/x"]
+    argv += ["--ro-bind", str(socket_dir), "/x"]
     return [*argv, "--clearenv", "--setenv", "PATH", "/usr/bin:/bin"]
 
 
