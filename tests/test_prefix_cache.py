@@ -113,3 +113,53 @@ def test_only_generators_loaded_from_a_checkpoint_keep_prefixes(tmp_path):
     assert HFGenerator(str(folder), device="cpu", prefix_cache_mib=0).engine.prefix is None
     trained = HFGenerator(str(folder), device="cpu").model
     assert HFGenerator.from_loaded(trained, _Tokenizer(), {END}, "policy").engine.prefix is None
+
+
+def test_a_failed_decode_step_with_a_row_done_at_prefill_leaves_the_engine_working(monkeypatch):
+    """A row that finished at its prefill and a decode step that then fails in the same round: the row's
+    request is answered with the failure, nothing is kept from the dropped cache, the engine goes on."""
+    import threading
+
+    cached, plain = engines()
+    model, original = cached.owner.model, cached.owner.model.forward
+    hold, held, decodes = threading.Event(), threading.Event(), {"n": 0}
+
+    def gated(*args, **kwargs):
+        if kwargs["input_ids"].shape[1] > 1 and not held.is_set():
+            held.set()
+            hold.wait(30)  # the first prefill waits, so the next two requests join in one round
+        elif kwargs["input_ids"].shape == (3, 1):  # the first step with all three rows
+            decodes["n"] += 1
+            if decodes["n"] == 1:
+                raise RuntimeError("device fault")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", gated)
+    prompts = [tokens(70, seed=60), tokens(75, seed=61), tokens(80, seed=62)]
+    budgets = [Sampling(8), Sampling(8), Sampling(1)]  # the last one is done at its prefill
+    outcomes: list[object] = [None] * 3
+
+    def call(index: int) -> None:
+        try:
+            outcomes[index] = cached.generate([prompts[index]], budgets[index])
+        except RuntimeError as exc:
+            outcomes[index] = exc
+
+    first = threading.Thread(target=call, args=(0,))
+    first.start()
+    assert held.wait(30)
+    others = [threading.Thread(target=call, args=(i,)) for i in (1, 2)]
+    for thread in others:
+        thread.start()
+    while len(cached._waiting) < 2:
+        threading.Event().wait(0.01)
+    hold.set()
+    for thread in [first, *others]:
+        thread.join(60)
+    assert all(isinstance(outcome, RuntimeError) for outcome in outcomes), outcomes
+    assert len(cached.prefix) == 0
+    after = threading.Thread(target=call, args=(1,))
+    after.start()
+    after.join(60)
+    assert not after.is_alive(), "the engine stopped answering"
+    assert_same(outcomes[1], plain.generate([prompts[1]], Sampling(8)))

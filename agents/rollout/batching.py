@@ -326,8 +326,8 @@ class BatchingEngine:
             row = self._active[i]
             if row.error is not None:
                 self._fail(row.request, row.error)
-            elif self.prefix is not None and row.finish:
-                self._keep(i, row)
+            elif self.prefix is not None and row.finish and not _answered(row) and self._mask is not None:
+                self._keep(i, row)  # a finished row of a request still waiting for its answer
             self._release([row])
         keep = [i for i in range(len(self._active)) if i not in leaving]
         if not keep:
@@ -347,7 +347,7 @@ class BatchingEngine:
     def _keep(self, index: int, row: _Row) -> None:
         """Hand the prefix cache the row's sequence: its prompt and the ids fed so far (all but the last
         sampled one), which are the row's last columns of the running cache."""
-        assert self.prefix is not None and self._mask is not None
+        assert self.prefix is not None and self._mask is not None and self._cache is not None
         length = int(self._mask[index].sum())
         sequence = row.prompt + row.ids[:-1]
         if len(sequence) != length:  # never expected; a cache that could be wrong is worse than none
