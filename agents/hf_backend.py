@@ -221,7 +221,7 @@ class HFGenerator:
 
 def checkpoint_eos(path: str) -> int | list[int] | None:
     """The eos ids a checkpoint folder's generation config names (None without one), read without
-    loading the model: for engines whose model lives elsewhere (vLLM, a server)."""
+    loading the model: for engines whose model lives elsewhere (vLLM, a server) and for the trainers."""
     from transformers import GenerationConfig
 
     try:

@@ -32,7 +32,7 @@ from orchard_envs.trainers.balanced_rollout import BalancedRollout, RolloutSetti
 from orchard_envs.trainers.distributed import World, finish, init_world
 from orchard_envs.trainers.grpo_config import GRPOConfig
 from orchard_envs.trainers.loss import CausalLMLoss
-from orchard_envs.trainers.model_setup import check_out, configured_eos, loaded, lora_config, resumable
+from orchard_envs.trainers.model_setup import check_out, loaded, lora_config, resumable
 from orchard_envs.trainers.policy_loss import LossSettings, build_sequences, sequence_loss, token_logprobs
 from orchard_envs.trainers.rollouts import RolloutPool, describe, generated_tokens, rollout_jobs
 from orchard_envs.trainers.sft import Interrupted, StopRequest
@@ -78,7 +78,7 @@ def train(config: GRPOConfig) -> GRPOResult:
 def _train(config: GRPOConfig, world: World) -> GRPOResult:
     from transformers import AutoTokenizer, get_constant_schedule_with_warmup
 
-    from orchard_envs.agents.hf_backend import end_token_ids
+    from orchard_envs.agents.hf_backend import checkpoint_eos, end_token_ids
     from orchard_envs.agents.hf_models import resolve_model
     from orchard_envs.trainers.examples import Tokenizer
     from orchard_envs.trainers.metrics import MetricsLog, Progress
@@ -95,7 +95,7 @@ def _train(config: GRPOConfig, world: World) -> GRPOResult:
     torch.manual_seed(config.seed)
     path = resolve_model(config.model)
     tokenizer = loaded(config.model, AutoTokenizer.from_pretrained, path)
-    end_ids = end_token_ids(tokenizer, configured_eos(path))
+    end_ids = end_token_ids(tokenizer, checkpoint_eos(path))
     env_id, env_kwargs, task_ids = _tasks(config)
     model, module, lora = _policy(config, path, world)
     optimizer = torch.optim.AdamW(

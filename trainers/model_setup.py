@@ -23,16 +23,6 @@ def loaded(name: str, load: Any, *args: Any, **kwargs: Any) -> Any:
         raise ConfigError(f"cannot use model {name!r}: {exc}") from exc
 
 
-def configured_eos(path: str) -> int | list[int] | None:
-    """The generation config's end ids (several for chat models), read without loading the weights."""
-    from transformers import GenerationConfig
-
-    try:
-        return GenerationConfig.from_pretrained(path).eos_token_id
-    except OSError:  # no generation_config.json: the tokenizer's eos alone
-        return None
-
-
 def torch_dtype(name: str, device: torch.device) -> torch.dtype:
     """The training dtype: `auto` is bfloat16 on a GPU that has it, float32 elsewhere."""
     if name == "auto":

@@ -29,7 +29,6 @@ from orchard_envs.trainers.distributed import World, finish, init_world, shard, 
 from orchard_envs.trainers.loss import CausalLMLoss
 from orchard_envs.trainers.model_setup import (
     check_out,
-    configured_eos,
     loaded,
     lora_config,
     notice,
@@ -99,7 +98,7 @@ def train(config: SFTConfig) -> TrainResult:
 def _train(config: SFTConfig, world: World) -> TrainResult:
     from transformers import AutoTokenizer, get_cosine_schedule_with_warmup
 
-    from orchard_envs.agents.hf_backend import end_token_ids
+    from orchard_envs.agents.hf_backend import checkpoint_eos, end_token_ids
     from orchard_envs.agents.hf_models import resolve_model
     from orchard_envs.trainers.examples import Tokenizer
     from orchard_envs.trainers.metrics import MetricsLog, Progress
@@ -110,7 +109,7 @@ def _train(config: SFTConfig, world: World) -> TrainResult:
     torch.manual_seed(config.seed)
     path = resolve_model(config.model)
     tokenizer = loaded(config.model, AutoTokenizer.from_pretrained, path)
-    end_ids = end_token_ids(tokenizer, configured_eos(path))
+    end_ids = end_token_ids(tokenizer, checkpoint_eos(path))
     # the data first: a mistake in the episodes or filters shows before a large model loads
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(end_ids)
     data = prepare(config, loaded(config.model, Tokenizer.of, tokenizer, end_ids), pad_id, _scorer(config))

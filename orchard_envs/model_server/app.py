@@ -173,7 +173,7 @@ class Completer:
             }
             if request.logprobs is not None:
                 tokens = [decode([token], skip_special_tokens=False) for token in generation.token_ids]
-                finite = [lp if math.isfinite(lp) else MIN_LOGPROB for lp in generation.logprobs]
+                finite = [_reportable(lp) for lp in generation.logprobs]
                 choice["logprobs"] = {"tokens": tokens, "token_logprobs": finite, "top_logprobs": None}
             if request.return_token_ids:
                 choice["prompt_token_ids"], choice["token_ids"] = prompt, generation.token_ids
@@ -211,7 +211,7 @@ class Completer:
             entries.append(
                 {
                     "token": token,
-                    "logprob": logprob if math.isfinite(logprob) else MIN_LOGPROB,
+                    "logprob": _reportable(logprob),
                     "bytes": list(token.encode("utf-8")),
                     "top_logprobs": [],
                 }
@@ -223,6 +223,11 @@ class ReloadRequest(BaseModel):
     """`POST /v1/weights/reload`: a checkpoint folder (save_pretrained) on the server's machine."""
 
     path: str
+
+
+def _reportable(logprob: float) -> float:
+    """A logprob as JSON can carry it: -inf (an impossible token) as OpenAI's floor."""
+    return logprob if math.isfinite(logprob) else MIN_LOGPROB
 
 
 def _before_stop(text: str, stops: tuple[str, ...]) -> str:
