@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from swe_fixtures import OUTCOME_REWRITER, CalcRepo, shared_cache
 
+from orchard_envs.errors import SandboxError
 from orchard_envs.sandbox import Backend
 from orchard_envs.tasks.swe.grading import grade, run_tests
 from orchard_envs.tasks.swe.instance import SWEInstance
@@ -118,6 +119,21 @@ def test_a_poisoned_tree_is_refused_and_prepared_again(poison, grading_backend, 
     assert result.status == "unresolved" and result.reward == 0.0, result.reason
     other = prepare(own_instance(calc), cache)  # a tree of another task, from the same venv
     assert not resolved_without_checks(grading_backend, other, instance)
+
+
+def test_a_bad_copy_of_an_intact_tree_is_refused_and_the_tree_kept(grading_backend, calc, cache):
+    """A sandbox whose copy of the tree lost a file (an upload cut short) must not be graded; but the tree
+    on the host is intact, and other episodes are being seeded from it: it is not removed."""
+    instance = own_instance(calc)
+    tree = prepare(instance, cache)
+    with grading_backend.create(sandbox_spec(tree)) as sandbox:
+        assert sandbox.exec(f"rm {REPO_DIR}/calc/__init__.py", timeout=60).exit_code == 0
+        lost = r"copy of the prepared tree .* differs .*__init__\.py"
+        with pytest.raises(SandboxError, match=lost) as error:
+            check_tree(sandbox, tree)
+    assert not isinstance(error.value, TreeChanged)
+    assert tree.path.is_dir() and _manifest_path(tree.path).exists()
+    assert prepare(instance, cache) == tree
 
 
 def test_an_episode_writes_nothing_into_the_prepared_tree(grading_backend, calc, cache):

@@ -253,7 +253,9 @@ print("match" if hashlib.sha256(text.encode()).hexdigest() == sys.argv[2] else t
 def check_tree(sandbox: Sandbox, tree: PreparedTree) -> None:
     """Raise TreeChanged (and remove the tree, so the next `prepare` builds it anew) unless the sandbox's
     workdir holds exactly the prepared tree. Checked inside the sandbox: whatever seeded this copy of it (a
-    live overlay, a copy, an upload), the grader starts from what it verified."""
+    live overlay, a copy, an upload), the grader starts from what it verified. When only the copy differs
+    (the tree on the host still matches its manifest) it is a SandboxError and the tree stays: removing
+    it would pull it from under the other episodes being seeded from it."""
     if not tree.digest:
         raise TreeChanged(f"{tree.path} has no manifest: only trees from prepare() can be graded")
     # Only the digest comes back when it matches: the listing may exceed a small output cap.
@@ -265,14 +267,23 @@ def check_tree(sandbox: Sandbox, tree: PreparedTree) -> None:
     if result.stdout.strip() == "match":
         return
     found = None if result.truncated else json.loads(result.stdout)
+    intact = False
     with paths.build_lock(tree.path):
         expected = _read_manifest(tree.path)
-        if expected is not None and manifest_digest(expected) == tree.digest:
-            _remove(tree.path)  # not one rebuilt meanwhile by another process
+        if expected is not None and manifest_digest(expected) == tree.digest:  # not one rebuilt meanwhile
+            # Only the copy is wrong (an upload cut short): the tree stays, since episodes still use it.
+            intact = tree.path.is_dir() and walk_tree(str(tree.path)) == expected
+            if not intact:
+                _remove(tree.path)
     if expected is None:
         detail = "its manifest changed too"
     else:
         detail = describe_changes(expected, found) if found is not None else "a listing too long to show"
+    if intact:
+        raise SandboxError(
+            f"the sandbox's copy of the prepared tree {tree.path.name} differs from it ({detail}) while the "
+            "tree itself is intact: copying it into the sandbox went wrong; refusing to grade from it"
+        )
     raise TreeChanged(
         f"the prepared tree {tree.path.name} changed since it was prepared ({detail}); it was removed "
         "and will be prepared again: refusing to grade from it"
