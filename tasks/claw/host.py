@@ -15,20 +15,19 @@ import contextlib
 import importlib
 import json
 import os
-import select
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 import weakref
 from typing import IO, Any
 
 import httpx
 
 from orchard_envs.errors import ConfigError, SandboxError, unknown_name
+from orchard_envs.tasks.child_process import read_ports, shutdown, stderr_tail
 from orchard_envs.tasks.claw.catalog import SERVICES
 
 STARTUP_TIMEOUT_S = 15.0
@@ -51,21 +50,21 @@ class ServiceHost:
         ports; SandboxError with the child's stderr when it dies or is not up in time."""
         if self.proc is not None:
             raise SandboxError("this ServiceHost was already started; make a new one")
-        stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the child, closed by _shutdown
+        stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the child, closed by shutdown
         command = [sys.executable, "-m", "orchard_envs.tasks.claw.host", "--timeout-s", str(timeout_s)]
         proc = subprocess.Popen(
             [*command, "--watch-stdin"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, start_new_session=True,
         )
         self._finalizer.detach()
-        self._finalizer = weakref.finalize(self, _shutdown, proc, self._client, stderr)
+        self._finalizer = weakref.finalize(self, shutdown, proc, self._client, stderr)
         self.proc, self._stderr = proc, stderr
         try:
-            ports = _read_ports(proc, startup_timeout_s)
+            ports = read_ports(proc, startup_timeout_s, "claw service host")
             self.urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
             self.reset()  # opens the keep-alive connections and warms the routes: later resets are fast
         except BaseException as exc:
-            tail = _tail(stderr)
+            tail = stderr_tail(stderr)
             self.close()
             if isinstance(exc, SandboxError) and "stderr:" not in str(exc):
                 raise SandboxError(f"{exc}; stderr: {tail}") from None
@@ -129,7 +128,7 @@ class ServiceHost:
         except httpx.TransportError as exc:
             state = "running" if self.alive() else "not running"
             raise SandboxError(f"claw service host ({state}) did not answer {method} {url}: {exc!r}; "
-                               f"stderr: {_tail(self._stderr)}") from exc
+                               f"stderr: {stderr_tail(self._stderr)}") from exc
 
 
 def _plain(value: Any) -> Any:
@@ -137,45 +136,6 @@ def _plain(value: Any) -> Any:
     if value is None:
         return {}
     return value.model_dump(mode="json") if hasattr(value, "model_dump") else value
-
-
-def _read_ports(proc: subprocess.Popen[bytes], timeout_s: float) -> dict[str, int]:
-    assert proc.stdout is not None
-    deadline = time.monotonic() + timeout_s
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise SandboxError(f"claw service host did not come up within {timeout_s:g} s")
-        ready, _, _ = select.select([proc.stdout], [], [], left)
-        if ready:
-            line = proc.stdout.readline()
-            if not line:
-                raise SandboxError(f"claw service host exited with {proc.wait()} before listening")
-            return {name: int(port) for name, port in json.loads(line).items()}
-
-
-def _tail(stderr: IO[bytes] | None, limit: int = 4000) -> str:
-    if stderr is None or stderr.closed:
-        return ""
-    stderr.seek(0, os.SEEK_END)
-    size = stderr.tell()
-    stderr.seek(max(0, size - limit))
-    return stderr.read().decode("utf-8", "replace").strip()
-
-
-def _shutdown(proc: subprocess.Popen[bytes], client: httpx.Client | None, stderr: IO[bytes] | None) -> None:
-    """Kill the whole process group and reap it; safe to call twice (a finalizer runs it once)."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    for stream in (proc.stdin, proc.stdout):
-        if stream is not None:
-            with contextlib.suppress(OSError):
-                stream.close()
-    if client is not None:
-        client.close()
-    if stderr is not None:
-        stderr.close()
 
 
 # --- the child ---------------------------------------------------------------------------------------
