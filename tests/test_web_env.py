@@ -260,3 +260,36 @@ def test_the_guard_compares_whole_origins():
     ):
         assert not guard.allows(url) and guard.check_url(url)
     assert origin_of("http://[::1]/") == "http://[::1]:80" and origin_of("blob:x") == ""
+
+
+def test_the_next_episodes_context_made_during_this_one_holds_nothing_of_it(env):
+    """The next reset's context is made while this episode runs (a tab costs ~110 ms to open): what this
+    episode stores after that, in cookies and localStorage, must not be in it."""
+    obs, _ = env.reset(seed=0)
+    spare = env.unwrapped._browser._spare[1]
+    assert spare is not env.unwrapped.session.context
+    _step(env, f"click('{_bid(obs['text'], 'button', 'Remember')}')")
+    env.unwrapped.truncate()
+    env.reset(seed=1)
+    assert env.unwrapped.session.context is spare  # the one made ahead is the one in use
+    page = env.unwrapped.session.page
+    assert page.evaluate("() => [document.cookie, localStorage.getItem('k')]") == ["", None]
+    assert spare.cookies() == [] and len(spare.pages) == 1
+    env.unwrapped.truncate()
+
+
+def test_a_focused_field_looks_the_same_whenever_the_screenshot_is_taken(env):
+    """Screenshots go through CDP, which draws the blinking text caret (Playwright's own hides it): a frame
+    of a focused input would depend on the moment it was taken. Chromium blinks every 500 ms, so five
+    frames 150 ms apart span a whole on-off cycle."""
+    obs, _ = env.reset(seed=0)
+    _step(env, f"click('{_bid(obs['text'], 'textbox', 'Name')}')")
+    session = env.unwrapped.session
+    assert session.page.evaluate("() => document.activeElement.id") == "name"
+    frames = []
+    for _ in range(5):
+        frames.append(session.screenshot_png())
+        session.page.wait_for_timeout(150)
+    assert all(frame == frames[0] for frame in frames)
+    env.unwrapped.truncate()
+

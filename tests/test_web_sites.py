@@ -11,7 +11,7 @@ import pytest
 from orchard_envs.tasks.web.catalog import load_suite
 from orchard_envs.tasks.web.host import SiteHost
 from orchard_envs.tasks.web.sites import mail_data, shop_data, travel_data, wiki_data
-from orchard_envs.tasks.web.sites.common import CONTROL_HEADER
+from orchard_envs.tasks.web.sites.common import CONTROL_HEADER, SiteDB, StaleEpisode, _request_episode
 
 PAGES = {
     "shop": [
@@ -46,8 +46,14 @@ def host():
 
 
 @pytest.fixture
-def client():
-    with httpx.Client(trust_env=False, follow_redirects=True, timeout=10) as http:
+def client(host):
+    """A client that sends, as the browser does, the current episode's id with every request."""
+
+    def current_episode(request: httpx.Request) -> None:
+        request.headers.update(host.headers())
+
+    hooks = {"request": [current_episode]}
+    with httpx.Client(trust_env=False, follow_redirects=True, timeout=10, event_hooks=hooks) as http:
         yield http
 
 
@@ -187,3 +193,38 @@ def test_one_reset_clears_what_an_episode_wrote_on_every_site(host, client):
     host.reset(task_of("wiki"))
     assert not any(m["subject"] == "leak" for m in host.state("mail")["messages"])
     assert host.state("shop")["account"][0]["city"] != "Leakville"
+
+
+def test_requests_of_an_ended_episode_are_refused_and_change_nothing(host, client):
+    """A tab of the last episode that is still closing (a timer, a late POST) must not write into the
+    state the next episode's reset just set: without the current episode's id a request gets 410."""
+    host.reset(task_of("shop"))
+    old = host.headers()
+    host.reset(task_of("shop"))
+    shop = host.urls["shop"]
+    with httpx.Client(trust_env=False, timeout=10, headers=old) as stale:
+        late = stale.post(f"{shop}/cart/add", data={"product_id": 1, "quantity": 1})
+        assert late.status_code == 410 and "ended" in late.text
+        assert stale.get(f"{shop}/cart").status_code == 410
+    with httpx.Client(trust_env=False, timeout=10) as anonymous:
+        assert anonymous.get(f"{shop}/").status_code == 410
+    assert host.state("shop")["cart"] == []
+    assert client.post(f"{shop}/cart/add", data={"product_id": 1, "quantity": 1}).status_code == 200
+    assert len(host.state("shop")["cart"]) == 1
+
+
+def test_a_write_begun_before_the_reset_is_refused_after_it():
+    """A request that passed the door check and then waited (for its body, say) while the reset ran
+    must not write into the new episode's database."""
+    from orchard_envs.tasks.web.sites.shop import SITE
+
+    db = SiteDB(SITE)
+    db.reset(0, "first")
+    token = _request_episode.set("first")
+    try:
+        db.run("DELETE FROM cart")  # its own episode: allowed
+        db.reset(0, "second")
+        with pytest.raises(StaleEpisode):
+            db.run("DELETE FROM cart")
+    finally:
+        _request_episode.reset(token)

@@ -79,3 +79,23 @@ def test_the_generic_oracle_and_noop_agents_work_on_web() -> None:
         env.close()
     assert (oracle.metadata.status, oracle.metadata.reward) == ("submitted", 1.0)
     assert (noop.metadata.status, noop.metadata.reward, noop.metadata.steps) == ("submitted", 0.0, 1)
+
+
+def test_an_ended_episodes_pages_cannot_change_the_next_episodes_sites(env):
+    """Attack: a page keeps writing from a timer after its episode ends (here, adding to the cart every
+    2 ms), to change the site's state once the next episode's reset has set it. Its context closes in
+    the background and its requests race the reset; the sites refuse every request of an ended episode."""
+    task = next(t for t in TASKS if t.site == "shop")
+    env.reset(options={"task_id": task.task_id})
+    env.unwrapped.session.page.evaluate(
+        "() => setInterval(() => fetch('/cart/add', {method: 'POST', body: 'product_id=1&quantity=1',"
+        " headers: {'Content-Type': 'application/x-www-form-urlencoded'}}), 2)"
+    )
+    env.unwrapped.session.page.wait_for_timeout(200)
+    host = env.unwrapped._host
+    assert host.state("shop")["cart"], "the timer writes while its episode runs"
+    env.unwrapped.truncate()
+    env.reset(options={"task_id": task.task_id})
+    env.unwrapped.session.page.wait_for_timeout(200)
+    assert host.state("shop")["cart"] == []
+    env.unwrapped.truncate()

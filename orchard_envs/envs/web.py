@@ -48,12 +48,14 @@ class WebEnv(GuiToolEnv):
         action_timeout_ms: int = 2000,
         chromium: str | None = None,
         render_mode: str | None = None,
+        prewarm: bool = True,
     ) -> None:
         screen = tuple(screen_size) if screen_size is not None else SUITE_SCREENS.get(suite, DEFAULT_SCREEN)
         super().__init__(max_steps=max_steps, render_mode=render_mode, screen_size=screen)  # type: ignore[arg-type]
         if type(action_timeout_ms) is not int or action_timeout_ms < 1:
             raise ConfigError(f"action_timeout_ms must be a positive whole number, not {action_timeout_ms!r}")
         self.suite, self.ax_tree, self.action_timeout_ms = str(suite), bool(ax_tree), action_timeout_ms
+        self.prewarm = bool(prewarm)  # the next episode's context made ahead: -110 ms a reset, +1 renderer
         self.tasks = self._suite_tasks(split)
         if task_ids is not None:
             self.tasks = [self.find_task(task_id) for task_id in task_ids]
@@ -86,8 +88,12 @@ class WebEnv(GuiToolEnv):
         )
         host = self._task_host()
         self._close_session()
+        self._browser.wait_closed()  # the last episode's pages are gone before its sites are reset
         url = host.reset(task)
-        self._session = self._browser.new_session(host.origins(), self.screen_size, self.action_timeout_ms)
+        headers = host.headers() if hasattr(host, "headers") else None  # MiniWoB's pages keep no state
+        self._session = self._browser.new_session(
+            host.origins(), self.screen_size, self.action_timeout_ms, headers
+        )
         self._task, self._tools = task, actions.web_tools()
         instruction = task.instruction
         try:
@@ -97,6 +103,8 @@ class WebEnv(GuiToolEnv):
         except Exception as exc:
             raise SandboxError(f"the task page {url} did not load: {exc}") from exc
         text = f"{instruction}\n\n{self._describe(None)}"
+        if self.prewarm:  # the next reset's context, made while this episode runs
+            self._browser.make_spare(self.screen_size)
         info = {"task": task.to_info(), "timings": {"reset": time.perf_counter() - started}}
         return text, info
 
@@ -200,7 +208,7 @@ class WebEnv(GuiToolEnv):
 
     def _close_session(self) -> None:
         if self._session is not None:
-            self._session.close()
+            self._browser.end_session(self._session)
             self._session = None
 
     def _describe(self, error: str | None) -> str:
@@ -208,8 +216,10 @@ class WebEnv(GuiToolEnv):
         session = self._open_session()
         lines = [f"Error: {error}"] if error else []
         lines += [f"Blocked: {note}" for note in session.guard.take()]
-        lines.append(session.describe(self.ax_tree))
-        self._capture()
+        text, png = session.observe(self.ax_tree)
+        lines.append(text)
+        if png is not None:  # else the last frame stays
+            self._frame = decode_png(png)
         return "\n".join(lines)
 
     def _capture(self) -> None:

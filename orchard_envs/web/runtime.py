@@ -3,6 +3,10 @@
 A launch costs about a second; a context (no cookies, storage, cache or permissions of any earlier
 episode) costs milliseconds, so `Browser` stays open across episodes and `Browser.new_session` gives each
 episode its own `Session`: the context, its tabs, and the navigation guard wired to every request.
+The first tab of a context costs most of a reset (Chromium starts a renderer process for it, ~110 ms
+here), so once an episode's first observation is out the next episode's context is made, unused, and
+Chromium opens its tab while the episode runs (`_start`). An ended episode's context closes in the
+background too, and the next reset waits for it before it resets the sites (`wait_closed`).
 The Playwright sync API is bound to the thread that started it: use an env from one thread (vector envs
 use processes). Chromium comes from Debian (`/usr/bin/chromium`, or `chromium=` / `ORCHARD_CHROMIUM`); as
 root it needs `--no-sandbox` (see docs/security.md).
@@ -10,6 +14,8 @@ root it needs `--no-sandbox` (see docs/security.md).
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import contextlib
 import io
 import os
@@ -29,6 +35,16 @@ CHROMIUM_ENV = "ORCHARD_CHROMIUM"
 NO_SERVICE_WORKERS_JS = """
 Object.defineProperty(Navigator.prototype, 'serviceWorker', {get: () => undefined, configurable: false});
 """
+# Screenshots go through CDP, which, unlike Playwright's screenshot, leaves a blinking text caret in: a
+# frame would then depend on when it was taken. Every document hides it, as Playwright's screenshots do.
+CARET_HIDDEN_JS = """
+(() => {
+  const style = document.createElement('style');
+  style.textContent = '* { caret-color: transparent !important; }';
+  const add = () => (document.head || document.documentElement).appendChild(style);
+  if (document.documentElement) add(); else document.addEventListener('DOMContentLoaded', add);
+})();
+"""
 TAKE_POPUPS_JS = "() => { const n = window.__orchardPopups || 0; window.__orchardPopups = 0; return n; }"
 # Counts the tabs a page asks for (window.open, target=_blank links), so `settle` knows to wait for them.
 COUNT_POPUPS_JS = """
@@ -42,6 +58,8 @@ COUNT_POPUPS_JS = """
   }, true);
 })();
 """
+
+CAPTURE = {"format": "png", "optimizeForSpeed": True}  # the viewport, as the compositor last drew it
 
 
 def find_chromium(explicit: str | None = None) -> str | None:
@@ -73,6 +91,23 @@ def _driver_release() -> None:
             driver.stop()
 
 
+def _start(owner: Any, call: Any) -> asyncio.Task:
+    """Start a Playwright call without waiting for its reply: the sync API's event loop advances it during
+    every later call, and Chromium works on it meanwhile. `call` is a coroutine of `owner._impl_obj` (the
+    sync API has no call that returns before its reply); `_finish` it before using what it made."""
+    return owner._loop.create_task(call)
+
+
+def _finish(owner: Any, task: asyncio.Task) -> bool:
+    """Wait for a call `_start`ed on `owner`'s loop; whether it succeeded (its failure is retrieved here,
+    never left to be reported as an unawaited task's)."""
+    try:
+        owner._sync(task)
+    except Exception:
+        return False
+    return True
+
+
 class Browser:
     """One headless Chromium, launched at the first session and kept until `close`."""
 
@@ -80,6 +115,8 @@ class Browser:
         self.chromium, self.headless = chromium, headless
         self._playwright: Any = None
         self._browser: Any = None
+        self._closing: list[tuple[Any, asyncio.Task]] = []  # contexts closing in the background
+        self._spare: tuple[tuple[int, int], Any, asyncio.Task] | None = None  # viewport, context, its tab
 
     def _launch(self) -> Any:
         if self._browser is None:
@@ -98,8 +135,48 @@ class Browser:
                 ) from exc
         return self._browser
 
-    def new_session(self, origins: list[str], viewport: tuple[int, int], timeout_ms: int) -> Session:
-        """A fresh context whose requests only reach `origins`; service workers and downloads are off."""
+    def new_session(
+        self,
+        origins: list[str],
+        viewport: tuple[int, int],
+        timeout_ms: int,
+        headers: dict[str, str] | None = None,
+    ) -> Session:
+        """A fresh context whose requests only reach `origins` and carry `headers` (the task host's id of
+        the episode); service workers and downloads are off."""
+        context = self._take_spare(viewport)
+        if context is None:
+            context = self._new_context(viewport)
+            context.new_page()
+        if headers:
+            context.set_extra_http_headers(headers)
+        return Session(context, Guard(origins), timeout_ms)
+
+    def make_spare(self, viewport: tuple[int, int]) -> None:
+        """Make the next session's context now and let Chromium open its tab while the episode runs (call
+        it once the observation is out: the tab's renderer competes with the page for the CPU)."""
+        if self._spare is not None:
+            return
+        try:
+            spare = self._new_context(viewport)
+        except Exception:  # the browser died: the episode's next action says so; the next reset relaunches
+            return
+        self._spare = (viewport, spare, _start(spare, spare._impl_obj.new_page()))
+        spare._sync(asyncio.sleep(0))  # one turn of the loop sends the request: Chromium starts now
+
+    def end_session(self, session: Session) -> None:
+        """Start closing an episode's context and every tab in it; `wait_closed` waits for it."""
+        context = session.context
+        self._closing.append((context, _start(context, context._impl_obj.close(reason=None))))
+
+    def wait_closed(self) -> None:
+        """Wait until every ended session's tabs are gone: call it before the sites are reset for the next
+        episode, or a script of the last one (a timer, a late request) could still reach them."""
+        closing, self._closing = self._closing, []
+        for context, task in closing:
+            _finish(context, task)
+
+    def _new_context(self, viewport: tuple[int, int]) -> Any:
         context = self._launch().new_context(
             viewport={"width": viewport[0], "height": viewport[1]},
             service_workers="block",
@@ -108,7 +185,20 @@ class Browser:
         )
         context.add_init_script(NO_SERVICE_WORKERS_JS)  # Playwright's "block" alone lets them register
         context.add_init_script(COUNT_POPUPS_JS)
-        return Session(context, Guard(origins), timeout_ms)
+        context.add_init_script(CARET_HIDDEN_JS)
+        return context
+
+    def _take_spare(self, viewport: tuple[int, int]) -> Any:
+        """The spare context with its tab, if it is for this viewport and came up; else None."""
+        spare, self._spare = self._spare, None
+        if spare is None:
+            return None
+        size, context, tab = spare
+        if _finish(context, tab) and size == viewport and len(context.pages) == 1:
+            return context
+        with contextlib.suppress(Exception):  # the browser went away: a fresh one comes up instead
+            context.close()
+        return None
 
     def connected(self) -> bool:
         """The browser is running (False before the first session, or after it crashed)."""
@@ -116,10 +206,14 @@ class Browser:
 
     def close(self) -> None:
         """Close the browser and Playwright (idempotent)."""
-        browser, playwright = self._browser, self._playwright
-        self._browser = self._playwright = None
+        browser, playwright, spare = self._browser, self._playwright, self._spare
+        self._browser = self._playwright = self._spare = None
         with contextlib.suppress(Exception):  # already gone: nothing left to release
             if browser is not None:
+                self.wait_closed()
+                if spare is not None:
+                    _finish(spare[1], spare[2])
+                    spare[1].close()
                 browser.close()
         if playwright is not None:
             _driver_release()
@@ -134,8 +228,10 @@ class Session:
         context.set_default_navigation_timeout(max(timeout_ms, 5000))
         context.route("**/*", self._route)
         self.active = 0
+        self._cdp: dict[Any, Any] = {}  # a CDP session per tab, for screenshots
         self._asked = self._arrived = 0  # popups the pages asked for, and popups that opened
-        context.new_page()
+        if not context.pages:
+            context.new_page()
         context.on("page", self._opened)  # a popup the page opens becomes the active tab
 
     def _opened(self, page: Any) -> None:
@@ -199,8 +295,34 @@ class Session:
             page.goto("about:blank")
 
     def screenshot_png(self) -> bytes:
-        """The active tab's viewport as PNG."""
-        return self.page.screenshot(type="png", timeout=self.timeout_ms)
+        """The active tab's viewport as PNG, through CDP: Playwright's screenshot costs ~20 ms more (it
+        waits for fonts and restyles every frame to hide the caret, which CARET_HIDDEN_JS does instead),
+        and a speed-optimised PNG decodes faster. Bounded by the action timeout, as Playwright's is."""
+        return self._finish_capture(self._start_capture())
+
+    def observe(self, ax_tree: bool) -> tuple[str, bytes | None]:
+        """`describe` and the screenshot together: Chromium draws the frame while the page's script reads
+        the tree. The PNG is None when no frame came (a tab mid-close)."""
+        try:
+            capture = self._start_capture()
+        except Exception:  # the tab went away: the text says where the episode is
+            return self.describe(ax_tree), None
+        text = self.describe(ax_tree)
+        try:
+            return text, self._finish_capture(capture)
+        except Exception:
+            return text, None
+
+    def _start_capture(self) -> tuple[Any, asyncio.Task]:
+        page = self.page
+        if page not in self._cdp:
+            self._cdp[page] = self.context.new_cdp_session(page)
+        cdp = self._cdp[page]
+        return page, _start(cdp, cdp._impl_obj.send("Page.captureScreenshot", CAPTURE, self.timeout_ms))
+
+    def _finish_capture(self, capture: tuple[Any, asyncio.Task]) -> bytes:
+        page, task = capture
+        return base64.b64decode(page._sync(task)["data"])
 
     def describe(self, ax_tree: bool) -> str:
         """URL, tabs, focused element, and (by option) the AX tree, as the observation's text."""
@@ -217,11 +339,6 @@ class Session:
         except Exception as exc:  # a page mid-navigation has no document to read
             lines.append(f"(the page could not be read: {_short(exc)})")
         return "\n".join(lines) + (f"\nAX tree:\n{tree}" if tree else "")
-
-    def close(self) -> None:
-        """Close the context and every tab in it."""
-        with contextlib.suppress(Exception):  # the browser went away first
-            self.context.close()
 
 
 def _title(page: Any) -> str:

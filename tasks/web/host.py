@@ -31,11 +31,11 @@ import httpx
 
 from orchard_envs.envs.verdict import Verdict
 from orchard_envs.errors import SandboxError, unknown_name
-from orchard_envs.tasks.claw.host import _read_ports, _shutdown, _tail
+from orchard_envs.tasks.child_process import read_ports, shutdown, stderr_tail
 from orchard_envs.tasks.web.grading import grade_state, with_judge
 from orchard_envs.tasks.web.judge import WebJudge
 from orchard_envs.tasks.web.sites import SITE_NAMES
-from orchard_envs.tasks.web.sites.common import CONTROL_HEADER
+from orchard_envs.tasks.web.sites.common import CONTROL_HEADER, EPISODE_HEADER
 from orchard_envs.tasks.web.task import WebTask
 
 STARTUP_TIMEOUT_S = 20.0
@@ -51,6 +51,7 @@ class SiteHost:
         self.proc: subprocess.Popen[bytes] | None = None
         self.urls: dict[str, str] = {}
         self.last_reset_s = 0.0  # seconds the last reset took (databases only), for benchmarks
+        self.episode = ""  # the current episode's id, new at every reset (see `headers`)
         self._token = secrets.token_hex(16)
         self._stderr: IO[bytes] | None = None
         self._client = httpx.Client(timeout=30.0, trust_env=False, headers={CONTROL_HEADER: self._token})
@@ -60,7 +61,7 @@ class SiteHost:
         """Start the child and wait for its ports; SandboxError with its stderr when it fails."""
         if self.proc is not None:
             raise SandboxError("this SiteHost was already started; make a new one")
-        stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the child, closed by _shutdown
+        stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the child, closed by shutdown
         proc = subprocess.Popen(
             [sys.executable, "-m", "orchard_envs.tasks.web.host", "--watch-stdin"],
             stdin=subprocess.PIPE,
@@ -70,15 +71,15 @@ class SiteHost:
             env={**os.environ, TOKEN_ENV: self._token},
         )
         self._finalizer.detach()
-        self._finalizer = weakref.finalize(self, _shutdown, proc, self._client, stderr)
+        self._finalizer = weakref.finalize(self, shutdown, proc, self._client, stderr)
         self.proc, self._stderr = proc, stderr
         try:
-            ports = _read_ports(proc, startup_timeout_s)
+            ports = read_ports(proc, startup_timeout_s, "web site host")
             self.urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
             for name in self.urls:
                 self._reset_site(name, 0)  # opens the keep-alive connections: later resets are fast
         except BaseException as exc:
-            tail = _tail(stderr)
+            tail = stderr_tail(stderr)
             self.close()
             if isinstance(exc, SandboxError) and "stderr:" not in str(exc):
                 raise SandboxError(f"{exc}; stderr: {tail}") from None
@@ -91,9 +92,15 @@ class SiteHost:
         if task.site not in self.urls:
             raise unknown_name("web site", task.site, self.urls)
         began = time.perf_counter()
+        self.episode = secrets.token_hex(16)
         self._reset_site(task.site, task.seed)  # the child resets every site's database on this request
         self.last_reset_s = time.perf_counter() - began
         return self.urls[task.site] + task.start_path
+
+    def headers(self) -> dict[str, str]:
+        """What every request of the current episode's browser context carries: the sites refuse a request
+        (or a write) of another episode, so a tab of the last one that is still closing changes nothing."""
+        return {EPISODE_HEADER: self.episode}
 
     def origins(self) -> list[str]:
         """The origins an episode may visit: every site of this host."""
@@ -139,7 +146,8 @@ class SiteHost:
         self.close()
 
     def _reset_site(self, name: str, seed: int) -> None:
-        response = self._request("POST", f"{self.urls[name]}/_control/reset", json={"seed": seed})
+        body = {"seed": seed, "episode": self.episode}
+        response = self._request("POST", f"{self.urls[name]}/_control/reset", json=body)
         if response.status_code != 200:
             raise SandboxError(f"web site {name} refused the reset: {response.status_code} {response.text}")
 
@@ -150,7 +158,7 @@ class SiteHost:
             return self._client.request(method, url, **kwargs)
         except httpx.TransportError as exc:
             raise SandboxError(
-                f"web site host did not answer {method} {url}: {exc!r}; stderr: {_tail(self._stderr)}"
+                f"web site host did not answer {method} {url}: {exc!r}; stderr: {stderr_tail(self._stderr)}"
             ) from exc
 
 

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     with SiteHost().start() as host, sync_playwright() as playwright:
         host.reset(dataclasses.replace(load_suite("web-mini")[0], seed=0))
         browser = playwright.chromium.launch(executable_path=args.chromium, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 960, "height": 600})
+        page = browser.new_page(viewport={"width": 960, "height": 600}, extra_http_headers=host.headers())
         for name, site, path, button in SHOTS:
             page.goto(host.urls[site] + path.format(o=origin, d=destination))
             page.wait_for_load_state("networkidle")

@@ -1,6 +1,11 @@
 """What every site shares: the `Site` description, its per-episode SQLite database, HTML helpers, and the
 Starlette app with the token-guarded control routes the host uses (reset, state).
 
+Every reset names a new episode, and the browser sends its id with each request of that episode's context
+(`EPISODE_HEADER`, which a page's scripts cannot read). A request of an ended episode (a timer or a late
+POST of a tab still closing) is refused with 410 before its handler runs, and a write it started before
+the reset is refused too (`StaleEpisode`): nothing an episode's pages do reaches the next episode's state.
+
 Each site's live database is in memory; the snapshot of a seed is built once (schema plus the seeded rows)
 and copied into the live database with SQLite's online backup on every reset, which takes well under a
 millisecond for these sizes (docs/web-sites.md gives the measured numbers).
@@ -12,6 +17,7 @@ import hmac
 import html
 import sqlite3
 from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -23,6 +29,13 @@ from starlette.routing import Route
 
 Rows = dict[str, list[dict[str, Any]]]
 CONTROL_HEADER = "x-orchard-control"
+EPISODE_HEADER = "x-orchard-episode"
+# The episode of the request being handled (None outside a page's request: the control routes, tests).
+_request_episode: ContextVar[str | None] = ContextVar("orchard_request_episode", default=None)
+
+
+class StaleEpisode(Exception):
+    """A write asked for by a request of an episode that has ended since."""
 
 
 @dataclass(frozen=True)
@@ -45,13 +58,14 @@ class SiteDB:
         self.live = _connect()
         self.snapshots: dict[int, sqlite3.Connection] = {}
         self.seed = -1
+        self.episode = ""  # the id the current episode's requests carry ("" before the host names one)
 
-    def reset(self, seed: int) -> None:
-        """Replace the live database with the seed's snapshot (built on first use)."""
+    def reset(self, seed: int, episode: str = "") -> None:
+        """Replace the live database with the seed's snapshot (built on first use), for a new episode."""
         if seed not in self.snapshots:
             self.snapshots[seed] = build_snapshot(self.site, seed)
         self.snapshots[seed].backup(self.live)
-        self.seed = seed
+        self.seed, self.episode = seed, episode
 
     def all(self, sql: str, args: Iterable[Any] = ()) -> list[dict[str, Any]]:
         """Every row of a query as dicts."""
@@ -63,7 +77,11 @@ class SiteDB:
         return dict(row) if row is not None else None
 
     def run(self, sql: str, args: Iterable[Any] = ()) -> int:
-        """Execute a write and commit; returns the last row id."""
+        """Execute a write and commit; returns the last row id. StaleEpisode for a request of an episode
+        that ended while it was handled (it passed the door check before the reset)."""
+        asked = _request_episode.get()
+        if asked is not None and asked != self.episode:
+            raise StaleEpisode(asked)
         cursor = self.live.execute(sql, tuple(args))
         self.live.commit()
         return int(cursor.lastrowid or 0)
@@ -204,9 +222,10 @@ def create_site_app(site: Site, token: str, group: list[SiteDB] | None = None) -
     async def reset(request: Request) -> Response:
         if not guarded(request):
             return Response("Not Found", status_code=404)
-        seed = int((await request.json())["seed"])
+        body = await request.json()
+        seed, episode = int(body["seed"]), str(body.get("episode", ""))
         for member in group:
-            member.reset(seed)
+            member.reset(seed, episode)
         return JSONResponse({"ok": True, "sites": [member.site.name for member in group]})
 
     async def state(request: Request) -> Response:
@@ -214,9 +233,38 @@ def create_site_app(site: Site, token: str, group: list[SiteDB] | None = None) -
             return Response("Not Found", status_code=404)
         return JSONResponse({"seed": db.seed, "tables": db.state()})
 
+    async def stale(request: Request, exc: Exception) -> Response:
+        return HTMLResponse(ENDED_PAGE, status_code=410)
+
     routes = [
         Route("/_control/reset", reset, methods=["POST"]),
         Route("/_control/state", state, methods=["GET"]),
         *site.routes(db),
     ]
-    return Starlette(routes=routes), db
+    app = Starlette(routes=routes, exception_handlers={StaleEpisode: stale})
+    return _fenced(app, db), db
+
+
+ENDED_PAGE = "<!doctype html><title>Episode over</title><p>This page belongs to an episode that has ended."
+
+
+def _fenced(app: Any, db: SiteDB) -> Any:
+    """The app behind the episode check: a page request must carry the current episode's id, and the
+    handler runs with it set, so that `SiteDB.run` can refuse a write once the episode has ended."""
+
+    async def fenced(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"].startswith("/_control/"):
+            await app(scope, receive, send)
+            return
+        wanted = EPISODE_HEADER.encode()
+        asked = next((v.decode("latin-1") for k, v in scope["headers"] if k == wanted), "")
+        if not hmac.compare_digest(asked.encode(), db.episode.encode()):
+            await HTMLResponse(ENDED_PAGE, status_code=410)(scope, receive, send)
+            return
+        token = _request_episode.set(asked)
+        try:
+            await app(scope, receive, send)
+        finally:
+            _request_episode.reset(token)
+
+    return fenced
