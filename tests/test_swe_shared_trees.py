@@ -136,6 +136,20 @@ def test_a_bad_copy_of_an_intact_tree_is_refused_and_the_tree_kept(grading_backe
     assert prepare(instance, cache) == tree
 
 
+def test_grading_moves_to_a_fresh_sandbox_when_its_copy_of_the_tree_went_wrong(grading_backend, calc, cache):
+    """The env's grading sandbox (made at reset) lost a file of an intact tree: grading checks, drops it
+    and grades in a fresh one, instead of failing the episode for an infrastructure fault."""
+    instance = own_instance(calc)
+    tree = prepare(instance, cache)
+    broken = grading_backend.create(sandbox_spec(tree))
+    assert broken.exec(f"rm {REPO_DIR}/calc/__init__.py", timeout=60).exit_code == 0
+    result = grade(grading_backend, tree, instance, "", timeout=300, sandbox=broken)
+    assert result.status == "unresolved" and result.reward == 0.0, result.reason
+    assert "no such" not in (result.reason or "").lower()
+    with pytest.raises(SandboxError):
+        broken.exec("true", timeout=10)  # closed
+
+
 def test_an_episode_writes_nothing_into_the_prepared_tree(grading_backend, calc, cache):
     """What an episode does in its own sandbox, links and all, stays there (backends copy or overlay)."""
     instance = own_instance(calc)

@@ -21,11 +21,11 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from orchard_envs.errors import PatchError
+from orchard_envs.errors import PatchError, SandboxError
 from orchard_envs.sandbox import Backend, Sandbox, SandboxSpec
 from orchard_envs.tasks.swe.instance import SWEInstance
 from orchard_envs.tasks.swe.patches import is_protected, split_patch, suspicious_changes, touched_files
-from orchard_envs.tasks.swe.prepare import REPO_DIR, PreparedTree, check_tree, sandbox_spec
+from orchard_envs.tasks.swe.prepare import REPO_DIR, PreparedTree, TreeChanged, check_tree, sandbox_spec
 from orchard_envs.tasks.swe.report import ReportError, TestsReport, TestStatus, parse_report_log, verdict
 
 # pytest: 0 all passed, 1 some failed, 2 interrupted (e.g. collection errors), 5 nothing collected.
@@ -235,7 +235,8 @@ def grade(
 
     `sandbox`, if given, must be a fresh sandbox of `tree` that nothing has touched (the env creates one
     while the agent works, so grading does not wait for a sandbox); it is closed afterwards. Raises
-    TreeChanged (an infrastructure error) if the sandbox's copy of the tree is not the prepared one.
+    TreeChanged (an infrastructure error) if the prepared tree changed, and SandboxError if two sandboxes'
+    copies of an intact tree both came out wrong.
     """
     started = time.perf_counter()
     test_files = touched_files(instance.test_patch)
@@ -249,10 +250,7 @@ def grade(
         suspicious=suspicious_changes(graded),
     )
     canary = Canary()
-    with sandbox or backend.create(grading_spec(tree, **spec)) as sandbox:
-        result.timings["sandbox"] = time.perf_counter() - started
-        check_tree(sandbox, tree)
-        result.timings["verify"] = time.perf_counter() - started - result.timings["sandbox"]
+    with _verified_sandbox(backend, tree, sandbox, spec, result.timings) as sandbox:
         if problem := _apply(sandbox, instance, graded, test_files, result):
             return problem
         result.timings["apply"] = time.perf_counter() - started - sum(result.timings.values())
@@ -262,6 +260,30 @@ def grade(
     result.canary = canary.nodeid if tests else ""
     result.timings["total"] = time.perf_counter() - started
     return _judge(result, run, instance, canary if tests else None, timeout)
+
+
+def _verified_sandbox(
+    backend: Backend, tree: PreparedTree, sandbox: Sandbox | None, spec: dict, timings: dict[str, float]
+) -> Sandbox:
+    """A grading sandbox whose copy of the tree `check_tree` accepts. A copy gone wrong while the tree is
+    intact (a SandboxError, not TreeChanged) gets one fresh sandbox more; a changed tree raises at once."""
+    for attempt in (1, 2):
+        began = time.perf_counter()
+        sandbox = sandbox or backend.create(grading_spec(tree, **spec))
+        made = time.perf_counter()
+        try:
+            check_tree(sandbox, tree)
+        except SandboxError as exc:
+            sandbox.close()
+            if isinstance(exc, TreeChanged) or attempt == 2:
+                raise
+            sandbox = None
+            continue
+        finally:
+            timings["sandbox"] = timings.get("sandbox", 0.0) + made - began
+            timings["verify"] = timings.get("verify", 0.0) + time.perf_counter() - made
+        return sandbox
+    raise AssertionError("unreachable: the second attempt returns or raises")
 
 
 def _apply(
