@@ -199,11 +199,15 @@ def test_the_opt_out_runs_without_limits_and_warns(unwritable_cgroups, monkeypat
         assert cgroups.CgroupSet.create("sb-test", SandboxSpec()).dirs == []
 
 
-def test_a_local_sandbox_is_refused_when_its_limits_cannot_be_enforced(local_backend, unwritable_cgroups):
-    before = set(local_backend.sandbox_root.iterdir())
+def test_a_local_sandbox_is_refused_when_its_limits_cannot_be_enforced(
+    local_backend, unwritable_cgroups, monkeypatch
+):
+    # The sandbox gets a known id: other xdist workers make sandboxes in the same folder meanwhile.
+    sandbox_id = f"sb-refused-{secrets.token_hex(4)}"
+    monkeypatch.setattr("orchard_envs.sandbox.local.sandbox.new_sandbox_id", lambda: sandbox_id)
     with pytest.raises(BackendUnavailable, match="limits"):
         local_backend.create(SandboxSpec())
-    assert set(local_backend.sandbox_root.iterdir()) - before == set()  # nothing left behind
+    assert not (local_backend.sandbox_root / sandbox_id).exists()  # nothing left behind
 
 
 def test_an_existing_cgroup_is_never_reused(tmp_path, monkeypatch):

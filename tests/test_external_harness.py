@@ -69,10 +69,11 @@ def test_the_tiny_shell_harness_resolves_an_instance(swe_env, gold_url):
 def test_a_failing_harness_ends_its_episode_with_a_clear_status(swe_env, gold_url, command, status, said):
     harness = command_harness(command, timeout=3 if "sleep" in command else 120)
     episode = run_episode(swe_env, harness, gold_agent(gold_url), task_id=INSTANCE)
-    assert episode.metadata.status == status and said in episode.metadata.error
+    meta = episode.metadata
+    assert meta.status == status and said in meta.error, (meta.status, meta.error, meta.model_extra)
     # the proxy, the env (its next sandbox) and the next episode keep working
-    after = run_episode(swe_env, command_harness(TINY), gold_agent(gold_url), task_id=INSTANCE)
-    assert after.metadata.status == "submitted" and after.metadata.resolved
+    after = run_episode(swe_env, command_harness(TINY), gold_agent(gold_url), task_id=INSTANCE).metadata
+    assert after.status == "submitted" and after.resolved, (after.status, after.error, after.model_extra)
 
 
 def test_an_output_flood_is_capped_and_the_episode_still_graded(swe_env, gold_url):
