@@ -5,9 +5,10 @@ result. One engine thread runs the batch: at each decode-step boundary, rows tha
 request is answered as soon as all its rows are done) and waiting requests join after a prefill of their
 own, so a fast episode never waits for a slow one's whole generation, as it would in a static batch.
 
-The KV cache is a `DynamicCache` we manage: rows are left-padded, a row's position ids come from its own
-attention mask (its real tokens), joining rows' caches are left-padded to the running length and
-concatenated, leaving rows are dropped with `batch_select_indices` and all-padding columns are cut off.
+The KV cache is a `DynamicCache` we manage, its layers growing in place (`rollout.growing_cache`: a
+decode step copies none of it): rows are left-padded, a row's position ids come from its own attention
+mask (its real tokens), joining rows' caches are left-padded to the running length and concatenated,
+leaving rows are dropped with `batch_select_indices` and all-padding columns are cut off.
 With a prefix cache (`rollout.prefix_cache`), a leaving row's keys and values are kept, and a joining row
 whose prompt extends a kept sequence prefills only its new tokens, on top of the kept ones.
 
@@ -39,6 +40,7 @@ from transformers import DynamicCache
 
 from orchard_envs.agents.base import ContextOverflow
 from orchard_envs.agents.hf_backend import Generation, Sampling
+from orchard_envs.agents.rollout.growing_cache import growing_cache
 from orchard_envs.agents.rollout.prefix_cache import PrefixCache, shared_start
 from orchard_envs.agents.rollout.sampler import RowSampler, row_seed, sample_rows
 
@@ -235,14 +237,14 @@ class BatchingEngine:
             ids[i, longest - len(row.prompt) :] = torch.tensor(row.prompt, dtype=torch.long)
             mask[i, longest - len(row.prompt) :] = 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache(config=self.owner.model.config)
+        cache = growing_cache(self.owner.model.config)
         return self._forward(ids, mask, positions, cache), cache, mask
 
     def _prefill_on(
         self, row: _Row, reused: int, layers: list[tuple[Any, Any]]
     ) -> tuple[Any, Any, torch.Tensor]:
         """The prompt's tokens after the first `reused`, on top of their cached keys and values."""
-        cache = DynamicCache(config=self.owner.model.config)
+        cache = growing_cache(self.owner.model.config)
         for index, (keys, values) in enumerate(layers):
             cache.update(keys, values, index)
         ids = torch.tensor([row.prompt[reused:]], dtype=torch.long)
