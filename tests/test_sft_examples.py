@@ -182,6 +182,21 @@ def test_stored_token_ids_are_used_verbatim_and_a_broken_chain_starts_a_new_exam
     assert [[r.message_index for r in e.replies] for e in examples] == [[2], [4]]
 
 
+def test_token_ids_of_a_text_harness_are_used_though_the_episode_lists_tools():
+    """react and bash describe the tools in their prompt and send none through the API; the episode still
+    lists the env's tools. Its ids are this model's and must be trained verbatim, not re-rendered with a
+    tool block the model never saw (the bug: every such episode fell back to the template)."""
+    tokenizer = tokenizer_of("qwen25")
+    end = end_token_id("qwen25")
+    messages = [*CONVERSATION[:2], {"role": "assistant", "content": "one"}]
+    prompt = tokenizer.encode(tokenizer.chat.render(messages[:2], [], add_generation_prompt=True))
+    assert prompt != tokenizer.encode(tokenizer.chat.render(messages[:2], BASH_TOOLS, add_generation_prompt=True))
+    turns = [{"message_index": 2, "prompt_token_ids": prompt, "token_ids": [*tokenizer.encode("one"), end]}]
+    [example] = episode_examples(episode(messages, turns=turns), tokenizer)
+    assert example.source == "token_ids"
+    assert example.input_ids == [*prompt, *tokenizer.encode("one"), end]
+
+
 def test_token_ids_of_another_model_are_not_trusted():
     tokenizer = tokenizer_of("smollm2")
     messages = [*CONVERSATION[:2], {"role": "assistant", "content": "one"}]

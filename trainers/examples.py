@@ -106,14 +106,17 @@ def _has_all_token_ids(episode: Episode, assistant: list[int]) -> bool:
 
 def _same_tokenizer(episode: Episode, tokenizer: Tokenizer) -> bool:
     """Ids recorded by another model (another vocabulary or template) would train nonsense: the first
-    prompt must decode to exactly what this template renders for it."""
+    prompt must decode to exactly what this template renders for it, with the episode's tools in the
+    API or (a text harness describes them in its prompt) none."""
     first = episode.turns[0]
     ids = first.prompt_token_ids or []
     if max(ids, default=0) >= len(tokenizer.chat.tokenizer):
         return False
     text = tokenizer.chat.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
     messages = episode.messages[: first.message_index]
-    return text == tokenizer.chat.render(messages, episode.tools, add_generation_prompt=True)
+    # the episode's tools went through the model API, or (text harnesses: react, bash) none did
+    offered = [episode.tools, []] if episode.tools else [episode.tools]
+    return any(text == tokenizer.chat.render(messages, tools, add_generation_prompt=True) for tools in offered)
 
 
 def _from_token_ids(episode: Episode, tokenizer: Tokenizer) -> Iterator[Example]:
