@@ -4,18 +4,23 @@ Each step rolls out groups of episodes on the suite's tasks with the current pol
 `run_episode` as `orchard-bench`, many episodes at once, their model calls batched), chosen and sized by
 Balanced Adaptive Rollout (`balanced_rollout`), drops the groups without reward variance, turns rewards into
 advantages (`advantages`; per turn with `--credit`), and takes one optimizer step on the policy-gradient
-loss of the policy's own tokens (`policy_loss`). The rollout generator shares the policy's weights, so the
-next step samples from the updated policy with nothing copied. State is saved every `--save-steps` (weights,
-optimizer, scheduler, RNG and the pass-rate estimates), so `--resume` after a kill continues the same run;
-the end result is a plain Hugging Face checkpoint that the `hf` agent and `orchard-bench` load.
+loss of the policy's own tokens (`policy_loss`). Alone, the rollout generator shares the policy's weights,
+so the next step samples from the updated policy with nothing copied. State is saved every `--save-steps`
+(weights, optimizer, scheduler, RNG and the pass-rate estimates), so `--resume` after a kill continues the
+same run; the end result is a plain Hugging Face checkpoint that the `hf` agent and `orchard-bench` load.
 
-Under torchrun every rank keeps a full copy of the (small) policy, rolls out its share of each round's
-episodes, and all ranks then see every group (`all_gather_object`), so they agree on the batch; each
-computes the loss of its share of the sequences and the gradients are summed (`all_reduce`), as DDP does.
+Under torchrun the trained policy is sharded with FSDP2 (weights, gradients and optimizer state; as SFT
+does), and each rank samples from a full, unsharded copy of it that gets the gathered weights after every
+update (the layout of a colocated vLLM engine). Every rank rolls out its share of each round's episodes and
+all ranks then see every group (`all_gather_object`), so they agree on the batch; each computes the loss of
+its share of the sequences, padded so that every rank runs as many forward and backward passes (FSDP's
+collectives run in lockstep), and FSDP averages the gradients.
 """
 
 from __future__ import annotations
 
+import copy
+import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -29,7 +34,7 @@ from orchard_envs.errors import ConfigError
 from orchard_envs.leaderboard.executor import EpisodeFactory
 from orchard_envs.trainers.advantages import Group, Rollout, shaped_reward
 from orchard_envs.trainers.balanced_rollout import BalancedRollout, RolloutSettings, is_positive
-from orchard_envs.trainers.distributed import World, finish, init_world
+from orchard_envs.trainers.distributed import World, finish, init_world, shard, sync_gradients
 from orchard_envs.trainers.grpo_config import GRPOConfig
 from orchard_envs.trainers.loss import CausalLMLoss
 from orchard_envs.trainers.model_setup import check_out, loaded, lora_config, resumable
@@ -56,6 +61,7 @@ class _Run:
     world: World
     model: Any
     module: CausalLMLoss
+    rollout_model: Any
     optimizer: Any
     scheduler: Any
     tokenizer: Any
@@ -97,7 +103,7 @@ def _train(config: GRPOConfig, world: World) -> GRPOResult:
     tokenizer = loaded(config.model, AutoTokenizer.from_pretrained, path)
     end_ids = end_token_ids(tokenizer, checkpoint_eos(path))
     env_id, env_kwargs, task_ids = _tasks(config)
-    model, module, lora = _policy(config, path, world)
+    model, module, lora, rollout_model = _policy(config, path, world)
     optimizer = torch.optim.AdamW(
         [p for p in module.parameters() if p.requires_grad],
         lr=config.lr,
@@ -111,7 +117,7 @@ def _train(config: GRPOConfig, world: World) -> GRPOResult:
         start = load_state(out, module, optimizer, scheduler, world)
         planner.load_state_dict(saved_extra(out).get("pass_rates", {}))
     out.mkdir(parents=True, exist_ok=True)
-    generator, agent = _policy_agent(model, tokenizer, end_ids, config, path)
+    generator, agent = _policy_agent(rollout_model, tokenizer, end_ids, config, path)
     harness_options = {"max_turns": config.max_turns, **_options(config.harness_option)}
     factory = EpisodeFactory(env_id, env_kwargs, config.harness, "hf", harness_options, shared_agent=agent)
     pool = RolloutPool(factory, config.jobs)
@@ -120,6 +126,7 @@ def _train(config: GRPOConfig, world: World) -> GRPOResult:
         world,
         model,
         module,
+        rollout_model,
         optimizer,
         scheduler,
         tokenizer,
@@ -135,7 +142,7 @@ def _train(config: GRPOConfig, world: World) -> GRPOResult:
     )
     stop = StopRequest(world)
     reward = None
-    _sync_weights(run, generator)  # a served policy starts from this run's weights (and a resume's)
+    _sync_weights(run, generator)  # the rollout weights start as this run's (and a resume's)
 
     def save(step: int) -> None:
         extra = {"pass_rates": planner.state_dict()}
@@ -197,7 +204,7 @@ def _rollout(run: _Run, step: int) -> tuple[list[Group], dict[str, Any]]:
     kept: list[Group] = []
     every: list[Group] = []
     statuses: dict[str, int] = defaultdict(int)
-    run.model.eval()
+    run.rollout_model.eval()
     for round_ in range(config.max_rounds):
         need = config.groups - len(kept)
         if need <= 0:
@@ -277,11 +284,17 @@ def _update(run: _Run, groups: list[Group]) -> dict[str, Any]:
     """One optimizer step (per `--updates-per-batch` pass) on this rank's share of the batch's sequences."""
     config, world = run.config, run.world
     sequences = build_sequences(groups, run.chat, run.settings)
-    mine = sequences[world.rank :: world.size]
+    mine: list[Any] = sequences[world.rank :: world.size]
+    # every rank runs as many passes (FSDP's collectives are in lockstep); a pad is a pass with no loss
+    padded = mine + [None] * (math.ceil(len(sequences) / world.size) - len(mine))
     policy = run.module.model
     policy.train()
     with torch.no_grad():
-        for sequence in mine:
+        for sequence in padded:
+            if sequence is None:
+                if config.updates_per_batch > 1:
+                    token_logprobs(policy, *_pad_inputs(sequences))
+                continue
             if run.reference is not None:
                 sequence.ref_logprobs = _reference_logprobs(run, sequence)
             if config.updates_per_batch > 1:
@@ -291,18 +304,17 @@ def _update(run: _Run, groups: list[Group]) -> dict[str, Any]:
     loss_total, norm = 0.0, torch.zeros(())
     for _ in range(config.updates_per_batch):
         loss_total = 0.0
-        for sequence in mine:
+        for k, sequence in enumerate(padded):
+            sync_gradients(policy, k == len(padded) - 1, world)
+            if sequence is None:
+                (token_logprobs(policy, *_pad_inputs(sequences)).sum() * 0.0).backward()
+                continue
             logprobs = token_logprobs(policy, sequence.input_ids, sequence.positions)
             loss, stats = sequence_loss(logprobs, sequence, run.settings)
-            loss.backward()
+            (loss * world.size).backward()  # FSDP averages gradients over ranks; the loss is their sum
             loss_total += float(loss.detach())
             for key, value in stats.items():
                 sums[key] += value
-        if world.size > 1:
-            for param in params:
-                if param.grad is None:
-                    param.grad = torch.zeros_like(param)
-                torch.distributed.all_reduce(param.grad)
         norm = torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
         run.optimizer.step()
         run.scheduler.step()
@@ -316,7 +328,7 @@ def _update(run: _Run, groups: list[Group]) -> dict[str, Any]:
     tokens = max(sums["tokens"], 1.0)
     return {
         "loss": sums["loss"],
-        "grad_norm": float(norm),
+        "grad_norm": float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm),
         "trained_sequences": len(sequences),
         "trained_tokens": int(sums["tokens"]),
         "clip_fraction": sums["clipped"] / tokens,
@@ -325,6 +337,11 @@ def _update(run: _Run, groups: list[Group]) -> dict[str, Any]:
         "is_weight_mean": sums["is_weight"] / tokens,
         "nll": sums["nll"] / tokens,
     }
+
+
+def _pad_inputs(sequences: list[Any]) -> tuple[list[int], list[int]]:
+    """The inputs of a padding pass: two tokens of the batch's first sequence (only its collectives count)."""
+    return sequences[0].input_ids[:2], [1]
 
 
 def _reference_logprobs(run: _Run, sequence: Any) -> torch.Tensor:
@@ -365,8 +382,11 @@ def _options(pairs: list[str]) -> dict[str, Any]:
         raise ConfigError(str(exc)) from None
 
 
-def _policy(config: GRPOConfig, path: str, world: World) -> tuple[Any, CausalLMLoss, Any]:
-    """The trainable policy (a PeftModel with --lora), wrapped as the SFT trainer wraps it."""
+def _policy(config: GRPOConfig, path: str, world: World) -> tuple[Any, CausalLMLoss, Any, Any]:
+    """The trainable policy (a PeftModel with --lora), wrapped as the SFT trainer wraps it, its LoRA config,
+    and the model that rollouts sample from: the policy itself alone; under torchrun a full copy made
+    before the policy is sharded (FSDP2 on each decoder layer, then on the model, which is what the
+    trainer calls)."""
     from transformers import AutoModelForCausalLM
 
     from orchard_envs.trainers.model_setup import torch_dtype
@@ -380,7 +400,11 @@ def _policy(config: GRPOConfig, path: str, world: World) -> tuple[Any, CausalLML
         model = get_peft_model(model, lora)
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    return model, CausalLMLoss(model), lora
+    if world.size == 1:
+        return model, CausalLMLoss(model), lora, model
+    rollout_model = copy.deepcopy(model).eval().requires_grad_(False)
+    shard(model, model.get_decoder().layers, world)
+    return model, CausalLMLoss(model), lora, rollout_model
 
 
 def _reference(config: GRPOConfig, path: str, world: World, lora: bool) -> Any:
@@ -424,14 +448,25 @@ def _policy_agent(
 
 
 def _sync_weights(run: _Run, generator: Any) -> None:
-    """A served policy gets the trained weights (once, from the main rank; the others wait for it); a
-    colocated one already samples from them."""
-    if run.config.engine != "server":
+    """The rollout weights become the trained ones: a served policy is sent them (from the main rank; the
+    others wait), a sharded policy's full copy gets them gathered; alone, a colocated generator already
+    samples from them."""
+    sharded = run.world.size > 1
+    if run.config.engine != "server" and not sharded:
         return
-    if run.world.is_main:
+    if sharded:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        options = StateDictOptions(full_state_dict=True)  # a collective: every rank takes part
+        state = get_model_state_dict(run.module.model, options=options)
+    else:
         state = {name: tensor.detach() for name, tensor in run.module.model.state_dict().items()}
-        generator.load_weights(state)
-    if run.world.size > 1:
+    if run.config.engine == "server":
+        if run.world.is_main:
+            generator.load_weights(state)
+    else:
+        run.rollout_model.load_state_dict(state)
+    if sharded:
         torch.distributed.barrier()
 
 

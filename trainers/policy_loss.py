@@ -95,12 +95,12 @@ def _rollout_sequences(rollout: Any, advantage: float, tokenizer: Tokenizer) -> 
 
 def token_logprobs(model: Any, input_ids: list[int], positions: list[int]) -> torch.Tensor:
     """log pi(token at p | tokens before p) for each p in `positions` (float32), under `model`; only those
-    positions are projected through the output head."""
+    positions are projected through the output head (`logits_to_keep`). Through the model's own forward,
+    so an FSDP-sharded model gathers its weights."""
     device = next(model.parameters()).device
     ids = torch.tensor([input_ids], dtype=torch.long, device=device)
-    hidden = model.get_decoder()(input_ids=ids, use_cache=False).last_hidden_state[0]
     where = torch.tensor(positions, dtype=torch.long, device=device)
-    logits = model.get_output_embeddings()(hidden[where - 1]).float()
+    logits = model(input_ids=ids, logits_to_keep=where - 1, use_cache=False).logits[0].float()
     return logits.log_softmax(-1).gather(1, ids[0, where][:, None]).squeeze(1)
 
 
