@@ -24,6 +24,7 @@ from orchard_envs.errors import (
     ConfigError,
     PathEscapeError,
     SandboxClosed,
+    SandboxError,
     SandboxFileNotFound,
     SandboxNotFound,
 )
@@ -296,3 +297,44 @@ def test_disk_filler_cannot_use_up_the_memory_that_tmpfs_shares(make):
     assert result.exit_code != 0 and "No space left" in result.stderr, result
     assert box.exec("echo alive").stdout == "alive\n"
     assert box.exec("rm big && echo freed", session=False).stdout == "freed\n"
+
+
+# -- files go through the container's own view ------------------------------------------------------------
+def test_files_never_use_dockers_archive_api(box, monkeypatch):
+    """Every files call and a fork work with get_archive/put_archive gone (see DockerSandbox._tar)."""
+
+    def refused(*_args, **_kwargs):
+        raise AssertionError("Docker's archive API was called")
+
+    monkeypatch.setattr(box._api, "get_archive", refused)
+    monkeypatch.setattr(box._api, "put_archive", refused)
+    box.write_file("dir/a.txt", "alpha", mode=0o755)
+    box.upload_tar(_tar_of({"b.txt": b"beta"}), "up")
+    assert box.read_file("dir/a.txt") == b"alpha"
+    assert box.exec("stat -c %a dir/a.txt && cat up/b.txt").stdout == "755\nbeta"
+    with tarfile.open(fileobj=io.BytesIO(box.download_tar("dir"))) as tar:
+        assert [m.name.removeprefix("./") for m in tar.getmembers() if m.isfile()] == ["a.txt"]
+    fork = box.fork()
+    try:
+        assert fork.read_file("up/b.txt") == b"beta"
+    finally:
+        fork.close()
+
+
+def test_tar_failures_are_clear_errors(make):
+    box = make(disk="8m")
+    with pytest.raises(SandboxError, match="No space left"):
+        box.write_file("big.bin", b"\0" * (16 * 1024 * 1024))
+    box.exec("rm -f big.bin")
+    box.write_file("small.txt", "fits")  # the sandbox is still usable
+    assert box.read_file("small.txt") == b"fits"
+
+
+def _tar_of(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, payload in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    return buf.getvalue()

@@ -11,12 +11,10 @@ Container shape, and why:
   writes reaches the host disk, and a disk filler gets ENOSPC. Tmpfs pages count against the memory
   limit, so each area is also kept below it (`area_size`): one full area still leaves memory to run
   `rm`. Filling several areas at once can exhaust memory; then the sandbox's OOM killer pays, not
-  the host. Volumes rather than `--tmpfs` mounts because the daemon mounts volumes for
-  get_archive/put_archive (plain tmpfs mounts are invisible to `docker cp`), and `auto_remove`
-  deletes anonymous volumes with the container. Logging is off (writing to PID 1's stdout can't
-  fill a json log), and an `fsize` ulimit just above `spec.disk` bounds any single file elsewhere
-  (e.g. in a VOLUME a custom image declares). The price of the read-only root: `apt-get` and
-  `pip install` into system paths fail (`pip install --user` works).
+  the host. `auto_remove` deletes the anonymous volumes with the container. Logging is off (writing
+  to PID 1's stdout can't fill a json log), and an `fsize` ulimit just above `spec.disk` bounds any
+  single file elsewhere (e.g. in a VOLUME a custom image declares). The price of the read-only root:
+  `apt-get` and `pip install` into system paths fail (`pip install --user` works).
 * Privileges: every process runs as the unprivileged sandbox user (uid SANDBOX_UID, `orchard` in the
   base image; numeric, so any image works) with all capabilities dropped and `no-new-privileges`, so
   a setuid binary gains nothing and a kernel bug that needs a capability inside the container is out
@@ -30,10 +28,13 @@ Container shape, and why:
   is bytes on that socket (shell.ShellSession's protocol), no new exec per command. One-shot
   commands are a fresh `docker exec bash -c`. Timeouts kill the command's process tree from the host
   (`procs`, using the exec's host pid), which needs the daemon on this host.
-* Files: get_archive/put_archive. Paths are checked against the writable areas twice: lexically,
-  and after a `realpath` inside the container (run in a private helper shell, so it costs no new
-  exec), so a symlink can't make the files API read or write elsewhere (e.g. /etc). A missing path
-  raises SandboxFileNotFound (a SandboxError and a FileNotFoundError).
+* Files: `tar` run in an exec as the sandbox user, its archive on the exec's stdin or stdout; never
+  Docker's archive API, whose second mount of a tmpfs volume could be a fresh empty tmpfs (see
+  `DockerSandbox._tar`). The image needs `tar` (GNU or busybox), as it needs bash. Paths are
+  checked against the writable areas twice: lexically, and after a `realpath` inside the container
+  (run in a private helper shell, so it costs no new exec), so a symlink can't make the files API
+  read or write elsewhere (e.g. /etc). A missing path raises SandboxFileNotFound (a SandboxError
+  and a FileNotFoundError).
 * Snapshots are tars of the writable areas (a `docker commit` would miss the tmpfs volumes) plus the
   session's cwd and exports; fork creates a container from them and replays the session.
 """
@@ -78,10 +79,7 @@ from orchard_envs.sandbox.docker_image import (
     VERSION_LABEL,
     docker_client,
 )
-from orchard_envs.sandbox.shell import (
-    ChannelClosed,
-    ShellSession,
-)
+from orchard_envs.sandbox.shell import STDERR, ChannelClosed, ShellSession
 from orchard_envs.sandbox.spec import ExecResult, FileInfo, SandboxSpec, SessionState
 
 SANDBOX_LABEL = "orchard.sandbox"
@@ -305,28 +303,29 @@ class DockerSandbox(Sandbox):
 
     # -- files -------------------------------------------------------------------------------------
     def read_file(self, path: str) -> bytes:
-        """Read through Docker's archive API, not a shell: works while the session is busy."""
+        """Read through a `tar -c` in the container, not the session: works while the session is busy."""
         real, kind, _ = self._resolve(path)
+        shown = self.abspath(path)
         if kind == "none":
-            raise SandboxFileNotFound(f"no such file in sandbox {self.id}: {self.abspath(path)}")
+            raise SandboxFileNotFound(f"no such file in sandbox {self.id}: {shown}")
         if kind == "dir":
-            raise SandboxError(f"{self.abspath(path)} is a directory; use list_dir or download_tar")
-        with self._docker(f"read {real}"):
-            stream, _ = self._api.get_archive(self.container_id, real)
-            data = b"".join(stream)
+            raise SandboxError(f"{shown} is a directory; use list_dir or download_tar")
+        parent, name = posixpath.split(real)
+        data, code = self._tar(["-c", "-f", "-", "-C", parent, "--", name], None, f"read {shown}")
+        if code != 0:  # 1: it changed while tar read it
+            raise SandboxError(f"cannot read {shown}: it changed while being read")
         try:
             with tarfile.open(fileobj=io.BytesIO(data)) as tar:
                 member = tar.next()
                 handle = tar.extractfile(member) if member is not None and member.isreg() else None
                 if handle is None:
-                    raise SandboxError(f"{self.abspath(path)} is not a regular file")
+                    raise SandboxError(f"{shown} is not a regular file")
                 return handle.read()
-        except tarfile.TarError as exc:  # the file changed (or its folder was swapped) while Docker read it
-            shown = self.abspath(path)
+        except tarfile.TarError as exc:
             raise SandboxError(f"cannot read {shown}: it changed while being read ({exc})") from None
 
     def write_file(self, path: str, data: bytes | str, mode: int = 0o644) -> None:
-        """Write through Docker's archive API, owned by the sandbox user; parents are created."""
+        """Write through a `tar -x` in the container, owned by the sandbox user; parents are created."""
         real, kind, parent_exists = self._resolve(path)
         if kind == "dir":
             raise SandboxError(f"cannot write {self.abspath(path)}: it is a directory")
@@ -334,8 +333,7 @@ class DockerSandbox(Sandbox):
         if not parent_exists:
             self._mkdirs(parent)
         payload = data.encode() if isinstance(data, str) else bytes(data)
-        with self._docker(f"write {real}"):
-            self._api.put_archive(self.container_id, parent, _file_tar(name, payload, mode, self.uid))
+        self._untar(parent, _file_tar(name, payload, mode, self.uid), f"write {real}")
 
     def list_dir(self, path: str = ".") -> list[FileInfo]:
         """As Sandbox.list_dir, listed by a helper run in the container."""
@@ -378,24 +376,70 @@ class DockerSandbox(Sandbox):
         self._extract(buf.getvalue(), dest)
 
     def _extract(self, data: bytes, dest: str) -> None:
-        """put_archive a tar whose members already belong to the sandbox user."""
+        """Extract a tar whose members already belong to the sandbox user."""
         real, kind, _ = self._resolve(dest)
         if kind == "file":
             raise SandboxError(f"cannot extract into {self.abspath(dest)}: it is a file")
         if kind == "none":
             self._mkdirs(real)
-        with self._docker(f"extract an archive into {real}"):
-            self._api.put_archive(self.container_id, real, data)
+        self._untar(real, data, f"extract an archive into {real}")
 
     def download_tar(self, path: str = ".") -> bytes:
-        """As Sandbox.download_tar, through Docker's archive API."""
+        """As Sandbox.download_tar, through a `tar -c` in the container."""
         real, kind, _ = self._resolve(path)
         if kind == "none":
             raise SandboxFileNotFound(f"no such file or directory in sandbox {self.id}: {self.abspath(path)}")
-        source = real.rstrip("/") + "/." if kind == "dir" else real  # members relative to `path`
-        with self._docker(f"archive {real}"):
-            stream, _ = self._api.get_archive(self.container_id, source)
-            return b"".join(stream)
+        return self._archive(real, kind == "dir", f"archive {real}")
+
+    def _archive(self, real: str, is_dir: bool, what: str) -> bytes:
+        """A tar of a folder's contents (members relative to it) or of one file; files that change
+        while tar reads them are taken as they were read (a live tree is never frozen)."""
+        where, name = (real, ".") if is_dir else posixpath.split(real)
+        return self._tar(["-c", "-f", "-", "-C", where, "--", name], None, what)[0]
+
+    def _untar(self, dest: str, data: bytes, what: str) -> None:
+        _, code = self._tar(["-x", "-p", "-f", "-", "-C", dest], data, what)
+        if code != 0:
+            raise SandboxError(f"cannot {what}: tar exited with {code}")
+
+    def _tar(self, args: list[str], stdin: bytes | None, what: str) -> tuple[bytes, int]:
+        """Run `tar` in a fresh exec, as the sandbox's user in the container's own mount namespace:
+        (its stdout, its exit status: 0, or 1 when a file changed while being read). A fatal error
+        (status 2) raises SandboxError in tar's words.
+
+        Not Docker's archive API: for that the daemon mounts the container's volumes a second time,
+        and under load a tmpfs volume's second mount was seen to be a new, empty tmpfs, so uploads to
+        running containers vanished from the container's view. An exec sees exactly what the agent
+        sees, and can do nothing the agent could not.
+        """
+        with self._docker(what):
+            channel = ExecChannel.open(self._api, self.container_id, ["tar", *args], stdin=stdin is not None)
+        out, err = bytearray(), bytearray()
+        try:
+            if stdin is not None:
+                with contextlib.suppress(ChannelClosed):  # tar quit early: its stderr says why
+                    channel.send(stdin)
+                channel.close_stdin()
+            while True:
+                try:
+                    frames = channel.recv(HELPER_TIMEOUT)
+                except ChannelClosed:
+                    break
+                if not frames:
+                    channel.kill()
+                    raise SandboxError(f"cannot {what}: tar made no progress for {HELPER_TIMEOUT:.0f} s")
+                for stream, payload in frames:
+                    (err if stream == STDERR else out).extend(payload)
+        finally:
+            channel.close()
+        code = channel.exit_code
+        if code is None:
+            self._ensure_running()
+            raise SandboxError(f"cannot {what}: Docker did not report how tar ended")
+        if code > 1:
+            self._ensure_running()
+            _raise_tar_error(what, err.decode(errors="replace").strip(), code)
+        return bytes(out), code
 
     # -- state -------------------------------------------------------------------------------------
     def _session_state(self) -> SessionState:
@@ -415,16 +459,13 @@ class DockerSandbox(Sandbox):
             return dict(zip(self.areas, pool.map(self._archive_area, self.areas), strict=True))
 
     def _archive_area(self, area: str) -> bytes:
-        with self._docker(f"archive {area}"):
-            stream, _ = self._api.get_archive(self.container_id, area.rstrip("/") + "/.")
-            return b"".join(stream)
+        return self._archive(area, True, f"archive {area}")
 
     def restore(self, tars: dict[str, bytes]) -> None:
         """Extract area tars taken by `_capture` (of a sandbox with the same spec) into this one."""
 
         def put(area: str) -> None:
-            with self._docker(f"restore {area}"):
-                self._api.put_archive(self.container_id, area, tars[area])
+            self._untar(area, tars[area], f"restore {area}")
 
         with ThreadPoolExecutor(len(tars) or 1) as pool:
             list(pool.map(put, tars))
@@ -466,6 +507,20 @@ def kill_orphans_since(init_pid: int, since: float, rounds: int = 3) -> None:
         for pid in victims:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def _raise_tar_error(what: str, complaint: str, code: int) -> None:
+    """The SandboxError for a failed tar, by what it said (GNU tar's words; busybox's are alike)."""
+    lowered = complaint.lower()
+    lines = [line for line in complaint.splitlines() if "exiting with failure status" not in line.lower()]
+    detail = "; ".join(lines[:3]) or f"tar exited with {code}"
+    if "no such file" in lowered and "cannot open" not in lowered and "cannot mkdir" not in lowered:
+        raise SandboxFileNotFound(f"cannot {what}: no such file or directory")
+    if "read-only" in lowered:
+        raise PathEscapeError(f"cannot {what}: the path is on the read-only part of the sandbox")
+    if "no space left" in lowered or "wrote only" in lowered:  # GNU tar reports ENOSPC as a short write
+        raise SandboxError(f"cannot {what}: No space left in the sandbox's area (see SandboxSpec.disk)")
+    raise SandboxError(f"cannot {what}: {detail}")
 
 
 def _area_of(path: str, areas: tuple[str, ...]) -> str | None:

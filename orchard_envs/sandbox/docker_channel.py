@@ -98,6 +98,11 @@ class ExecChannel:
             elif remaining <= 0:
                 return []
 
+    def close_stdin(self) -> None:
+        """End the process's stdin (Docker closes it on the exec's half-closed socket); output still flows."""
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_WR)
+
     def close(self) -> None:
         """Shut the stream down from the top, so no finaliser writes to a closed socket later."""
         if self._closed:
