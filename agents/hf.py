@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from orchard_envs.agents.chat_format import ChatFormat
 from orchard_envs.agents.hf_backend import PREFIX_CACHE_MIB, Generation, HFGenerator, Sampling
@@ -18,7 +18,9 @@ class HFAgent(TokenPolicy):
     """A local transformers model (default: the embedded SmolLM2-135M-Instruct), token in, token out.
 
     `generator` is any rollout engine with a `tokenizer`, `end_token_ids` and `name` (an `HFGenerator`
-    by default; `VLLMEngine`, `ServerEngine`): the agent is the same whichever one samples."""
+    by default; `VLLMEngine`, `ServerEngine`): the agent is the same whichever one samples. `server`
+    (ServerEngine's keywords: base_url, api_key) samples from an orchard-serve of `model` instead; being
+    plain options, it is how an agent is rebuilt in another process (a Ray actor of the GRPO trainer)."""
 
     name = "hf"
 
@@ -34,7 +36,12 @@ class HFAgent(TokenPolicy):
         dtype: str = "auto",
         generator: RolloutEngine | None = None,
         prefix_cache_mib: int = PREFIX_CACHE_MIB,
+        server: dict[str, Any] | None = None,
     ) -> None:
+        if generator is None and server is not None:
+            from orchard_envs.agents.rollout.server_engine import ServerEngine
+
+            generator = ServerEngine(tokenizer=model, **server)
         self.generator = generator or HFGenerator(
             model, device=device, dtype=dtype, prefix_cache_mib=prefix_cache_mib
         )

@@ -102,14 +102,15 @@ def run_ray(
         return
     ray = require_ray()
     check_address(address)
-    _connect(ray, address, workers)
+    connect(ray, address, workers)
     try:
         _drive(ray, jobs, factory.portable(), workers, on_result, stop, max_infra_retries)
     finally:
         ray.shutdown()
 
 
-def _connect(ray: ModuleType, address: str | None, workers: int) -> None:
+def connect(ray: ModuleType, address: str | None, workers: int) -> None:
+    """Join the cluster at `address`, or start a local Ray with room for `workers` actors."""
     quiet: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
     try:
         if address:
@@ -147,7 +148,7 @@ def _drive(
             done, _ = ray.wait(list(calls), num_returns=1, timeout=POLL_S)
             for ref in done:
                 actor, job = calls.pop(ref)
-                result = _get(ray, ref)
+                result = result_of(ray, ref)
                 if job is not None:
                     _, row, attempts = result
                     on_result(job, Episode.from_row(row), attempts)
@@ -165,7 +166,7 @@ def _drive(
             ray.kill(actor)
 
 
-def _get(ray: ModuleType, ref: Any) -> Any:
+def result_of(ray: ModuleType, ref: Any) -> Any:
     """A call's result; an Orchard error raised in an actor comes back as itself (one line for the user)."""
     try:
         return ray.get(ref)

@@ -141,6 +141,9 @@ def register() -> None:
     HARNESSES.setdefault("first-word", "rl_toy:FirstWordHarness")
 
 
+if __name__ == "rl_toy":  # imported in another process by gym.make("rl_toy:<ENV_ID>") (a Ray actor)
+    register()
+
 if (
     __name__ == "__main__"
 ):  # `python tests/rl_toy.py grpo ...` (or under torchrun): the CLI with the toy known

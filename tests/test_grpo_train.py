@@ -3,6 +3,7 @@ curve, trains LoRA with a KL term, and exports a checkpoint the `hf` agent loads
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -213,6 +214,38 @@ def test_a_served_policy_rolls_out_what_the_colocated_one_does(tiny_model: Path,
     assert all((trained[name] == value).all() for name, value in served.model.state_dict().items())
     updates = sum(not row.get("skipped") for row in read_metrics(result.out))
     assert served.engine.weights_version == 1 + updates  # the start, then after every update
+
+
+def test_ray_actors_roll_out_what_the_thread_workers_do(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--executor ray: each actor (in a local Ray's worker process) builds its own env, harness and agent
+    from names, samples from the served policy and runs the turn forks of its rollouts. Episodes are a
+    function of the weights and (seed, task, trial), so the curve must be the thread workers' exactly."""
+    from conftest import require
+    from helpers import serving
+
+    from orchard_envs.agents.hf_backend import HFGenerator
+    from orchard_envs.model_server.app import create_app
+
+    require(importlib.util.find_spec("ray") is not None, "ray is not installed: pip install '.[ray]'")
+    monkeypatch.setenv("PYTHONPATH", run_env()["PYTHONPATH"])  # the actors import rl_toy
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    settings = {
+        "steps": 2, "env": f"rl_toy:{rl_toy.ENV_ID}", "credit": "turn-fork", "fork_turns": 1,
+        "fork_samples": 2, "env_option": ["rounds=2"], "max_turns": 2,
+    }  # fmt: skip
+    threads = train(toy_config(tiny_model, tmp_path / "threads", **settings))
+    served = HFGenerator(str(tiny_model), device="cpu")
+    with serving(create_app(served, api_key="k")) as url:
+        server = {"engine": "server", "engine_url": url, "engine_api_key": "k"}
+        actors = train(toy_config(tiny_model, tmp_path / "ray", executor="ray", **server, **settings))
+    keys = ("reward_mean", "rollouts", "generated_tokens", "forked_turns", "loss")
+    curve = lambda out: [[row[key] for key in keys] for row in read_metrics(out)]  # noqa: E731
+    assert curve(actors.out) == curve(threads.out)
+    assert all(row["forked_turns"] == row["rollouts"] for row in read_metrics(actors.out))
+    with pytest.raises(ValueError, match="--executor ray needs --engine server"):
+        toy_config(tiny_model, tmp_path, executor="ray")
 
 
 def test_the_server_engine_needs_a_url_and_full_weights(tiny_model: Path, tmp_path: Path) -> None:

@@ -116,7 +116,8 @@ def _same_tokenizer(episode: Episode, tokenizer: Tokenizer) -> bool:
     messages = episode.messages[: first.message_index]
     # the episode's tools went through the model API, or (text harnesses: react, bash) none did
     offered = [episode.tools, []] if episode.tools else [episode.tools]
-    return any(text == tokenizer.chat.render(messages, tools, add_generation_prompt=True) for tools in offered)
+    render = tokenizer.chat.render
+    return any(text == render(messages, tools, add_generation_prompt=True) for tools in offered)
 
 
 def _from_token_ids(episode: Episode, tokenizer: Tokenizer) -> Iterator[Example]:

@@ -39,7 +39,7 @@ from orchard_envs.trainers.grpo_config import GRPOConfig
 from orchard_envs.trainers.loss import CausalLMLoss
 from orchard_envs.trainers.model_setup import check_out, loaded, lora_config, resumable
 from orchard_envs.trainers.policy_loss import LossSettings, build_sequences, sequence_loss, token_logprobs
-from orchard_envs.trainers.rollouts import RolloutPool, describe, generated_tokens, rollout_jobs
+from orchard_envs.trainers.rollouts import describe, generated_tokens, rollout_jobs, rollout_pool
 from orchard_envs.trainers.sft import Interrupted, StopRequest
 
 
@@ -67,7 +67,7 @@ class _Run:
     tokenizer: Any
     chat: Any
     planner: BalancedRollout
-    pool: RolloutPool
+    pool: Any  # RolloutPool or RayRolloutPool
     settings: LossSettings
     reference: Any
 
@@ -117,10 +117,12 @@ def _train(config: GRPOConfig, world: World) -> GRPOResult:
         start = load_state(out, module, optimizer, scheduler, world)
         planner.load_state_dict(saved_extra(out).get("pass_rates", {}))
     out.mkdir(parents=True, exist_ok=True)
-    generator, agent = _policy_agent(rollout_model, tokenizer, end_ids, config, path)
+    generator, agent, agent_options = _policy_agent(rollout_model, tokenizer, end_ids, config, path)
     harness_options = {"max_turns": config.max_turns, **_options(config.harness_option)}
-    factory = EpisodeFactory(env_id, env_kwargs, config.harness, "hf", harness_options, shared_agent=agent)
-    pool = RolloutPool(factory, config.jobs)
+    factory = EpisodeFactory(
+        env_id, env_kwargs, config.harness, "hf", harness_options, agent_options, shared_agent=agent
+    )
+    pool = rollout_pool(factory, config.jobs, config.executor, config.ray_address)
     run = _Run(
         config,
         world,
@@ -423,28 +425,27 @@ def _reference(config: GRPOConfig, path: str, world: World, lora: bool) -> Any:
 
 def _policy_agent(
     model: Any, tokenizer: Any, end_ids: set[int], config: GRPOConfig, path: str
-) -> tuple[Any, Any]:
-    """The rollout engine (around the policy's own weights, or a server's), and the `hf` agent the workers
-    clone."""
+) -> tuple[Any, Any, dict[str, Any]]:
+    """The rollout engine (around the policy's own weights, or a server's), the `hf` agent the workers
+    clone, and that agent's options (how a Ray actor builds its own: only a served policy can be)."""
     from orchard_envs.agents.hf import HFAgent
 
+    options: dict[str, Any] = {
+        "max_new_tokens": config.max_new_tokens,
+        "temperature": config.temperature,
+        "top_p": config.top_p,
+        "seed": config.seed,
+    }
     if config.engine == "server":
-        from orchard_envs.agents.rollout.server_engine import ServerEngine
-
         assert config.engine_url is not None  # the config's validator
-        generator: Any = ServerEngine(config.engine_url, api_key=config.engine_api_key, tokenizer=path)
-    else:
-        from orchard_envs.trainers.rollouts import colocated_generator
+        server = {"base_url": config.engine_url, "api_key": config.engine_api_key}
+        options |= {"model": path, "server": server}
+        agent = HFAgent(**options)
+        return agent.generator, agent, options
+    from orchard_envs.trainers.rollouts import colocated_generator
 
-        generator = colocated_generator(model, tokenizer, end_ids, config.model)
-    agent = HFAgent(
-        generator=generator,
-        max_new_tokens=config.max_new_tokens,
-        temperature=config.temperature,
-        top_p=config.top_p,
-        seed=config.seed,
-    )
-    return generator, agent
+    generator = colocated_generator(model, tokenizer, end_ids, config.model)
+    return generator, HFAgent(generator=generator, **options), options
 
 
 def _sync_weights(run: _Run, generator: Any) -> None:

@@ -60,6 +60,14 @@ class GRPOConfig(BaseModel):
     )
     engine_url: str | None = Field(None, description="server engine: base URL of an orchard-serve of --model")
     engine_api_key: str | None = Field(None, description="server engine: its API key")
+    executor: Literal["threads", "ray"] = Field(
+        "threads",
+        description="threads: --jobs episode workers in this process; ray: --jobs Ray actors (envs anywhere "
+        "on a cluster) that sample from the --engine server",
+    )
+    ray_address: str | None = Field(
+        None, description="ray executor: a cluster (host:port, ray://host:port, auto); unset: a local Ray"
+    )
     balanced: bool = Field(True, description="Balanced Adaptive Rollout: adapt tasks and group sizes")
     min_group_size: int = Field(2, ge=2, description="rollouts of a task that looks solved or hopeless")
     max_group_size: int = Field(8, ge=2, description="rollouts of a task near a 50% pass rate")
@@ -122,6 +130,10 @@ class GRPOConfig(BaseModel):
             )
         if self.engine == "server" and not self.engine_url:
             raise ValueError("--engine server needs --engine-url (an orchard-serve started on --model)")
+        if self.executor == "ray" and self.engine != "server":
+            raise ValueError(
+                "--executor ray needs --engine server: the actors reach the policy through an orchard-serve"
+            )
         if self.engine == "server" and self.lora:
             raise ValueError("--engine server sends full weights after each step: train without --lora")
         if self.clip_high is None:

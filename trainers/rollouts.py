@@ -67,6 +67,15 @@ class RolloutPool:
             worker.close()
 
 
+def rollout_pool(factory: EpisodeFactory, workers: int, executor: str, address: str | None) -> Any:
+    """The trainer's episode workers: threads here (`RolloutPool`), or Ray actors (`RayRolloutPool`)."""
+    if executor == "ray":
+        from orchard_envs.trainers.ray_rollouts import RayRolloutPool
+
+        return RayRolloutPool(factory, workers, address)
+    return RolloutPool(factory, workers)
+
+
 def colocated_generator(model: Any, tokenizer: Any, end_ids: set[int], name: str) -> Any:
     """An `HFGenerator` around the policy being trained (no second copy of the weights, nothing to sync).
     Its generation config is made neutral for sampling; the checkpoint's stays in
