@@ -189,8 +189,9 @@ def test_token_ids_of_a_text_harness_are_used_though_the_episode_lists_tools():
     tokenizer = tokenizer_of("qwen25")
     end = end_token_id("qwen25")
     messages = [*CONVERSATION[:2], {"role": "assistant", "content": "one"}]
-    prompt = tokenizer.encode(tokenizer.chat.render(messages[:2], [], add_generation_prompt=True))
-    assert prompt != tokenizer.encode(tokenizer.chat.render(messages[:2], BASH_TOOLS, add_generation_prompt=True))
+    render = tokenizer.chat.render
+    prompt = tokenizer.encode(render(messages[:2], [], add_generation_prompt=True))
+    assert prompt != tokenizer.encode(render(messages[:2], BASH_TOOLS, add_generation_prompt=True))
     turns = [{"message_index": 2, "prompt_token_ids": prompt, "token_ids": [*tokenizer.encode("one"), end]}]
     [example] = episode_examples(episode(messages, turns=turns), tokenizer)
     assert example.source == "token_ids"
