@@ -86,6 +86,9 @@ def bench_backend(backend: Backend, n: int, fork_mb: int) -> dict[str, dict]:
         sandbox.warm()
         out["session exec true"] = timed(lambda: sandbox.exec("true"), n)
         out["one-shot exec true"] = timed(lambda: sandbox.exec("true", session=False), max(10, n // 10))
+        payload = bytes(4096)
+        out["write_file 4 KiB"] = timed(lambda: sandbox.write_file("probe.bin", payload), max(20, n // 5))
+        out["read_file 4 KiB"] = timed(lambda: sandbox.read_file("probe.bin"), max(20, n // 5))
         sandbox.exec(
             f"head -c {fork_mb << 20} /dev/urandom > blob && mkdir -p src && seq 1 2000 | "
             "xargs -I{} sh -c 'echo {} > src/f{}'",

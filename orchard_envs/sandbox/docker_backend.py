@@ -28,13 +28,12 @@ Container shape, and why:
   is bytes on that socket (shell.ShellSession's protocol), no new exec per command. One-shot
   commands are a fresh `docker exec bash -c`. Timeouts kill the command's process tree from the host
   (`procs`, using the exec's host pid), which needs the daemon on this host.
-* Files: `tar` run in an exec as the sandbox user, its archive on the exec's stdin or stdout; never
-  Docker's archive API, whose second mount of a tmpfs volume could be a fresh empty tmpfs (see
-  `DockerSandbox._tar`). The image needs `tar` (GNU or busybox), as it needs bash. Paths are
-  checked against the writable areas twice: lexically, and after a `realpath` inside the container
-  (run in a private helper shell, so it costs no new exec), so a symlink can't make the files API
-  read or write elsewhere (e.g. /etc). A missing path raises SandboxFileNotFound (a SandboxError
-  and a FileNotFoundError).
+* Files: `tar` run in an exec as the sandbox user, its archive on the exec's stdin or stdout; not
+  Docker's archive API (see `DockerSandbox._tar`). The image needs `tar` (GNU or busybox), as it
+  needs bash. Paths are checked against the writable areas twice: lexically, and after a `realpath`
+  inside the container (run in a private helper shell, so it costs no new exec), so a symlink can't
+  make the files API read or write elsewhere (e.g. /etc). A missing path raises
+  SandboxFileNotFound (a SandboxError and a FileNotFoundError).
 * Snapshots are tars of the writable areas (a `docker commit` would miss the tmpfs volumes) plus the
   session's cwd and exports; fork creates a container from them and replays the session.
 """
@@ -407,10 +406,10 @@ class DockerSandbox(Sandbox):
         (its stdout, its exit status: 0, or 1 when a file changed while being read). A fatal error
         (status 2) raises SandboxError in tar's words.
 
-        Not Docker's archive API: for that the daemon mounts the container's volumes a second time,
-        and under load a tmpfs volume's second mount was seen to be a new, empty tmpfs, so uploads to
-        running containers vanished from the container's view. An exec sees exactly what the agent
-        sees, and can do nothing the agent could not.
+        Not Docker's archive API: for each of its calls the daemon mounts the container's root and
+        volumes in its own namespace, and in loaded CI runs files uploaded that way were missing from
+        running containers (where in the daemon they went was not pinned down). An exec sees exactly
+        what the agent sees, through the container's own mounts, and can do nothing the agent could not.
         """
         with self._docker(what):
             channel = ExecChannel.open(self._api, self.container_id, ["tar", *args], stdin=stdin is not None)
