@@ -256,3 +256,47 @@ def test_a_missing_vllm_is_a_config_error_that_says_what_to_do(monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", None)  # `import vllm` raises ImportError
     with pytest.raises(ConfigError, match=r"orchard-envs\[vllm\].*engine `server`"):
         make_engine("vllm")
+
+
+def test_the_grpo_trainer_sends_vllm_the_weights_after_every_update(fake_vllm, tmp_path, monkeypatch):
+    """`orchard-train grpo --engine vllm`: the rollouts come from the (stand-in) vLLM, which gets the
+    starting weights and then the trained ones after every update; the exported checkpoint is what it
+    ends on. The stand-in answers a colour drawn from each request's seed, so groups have variance."""
+    import random
+
+    import rl_toy
+    from test_grpo_train import toy_config
+
+    from orchard_envs.trainers.grpo import train
+    from orchard_envs.trainers.metrics import read_metrics
+
+    def colour_reply(self, prompts, params, use_tqdm=True):
+        replies = []
+        for param in params:
+            word = random.Random(param.options.get("seed")).choice(rl_toy.COLOURS)
+            ids = [*self.tokenizer.encode(word, add_special_tokens=False), self.tokenizer.eos_token_id]
+            logprobs = [{token: SimpleNamespace(logprob=-1.0)} for token in ids]
+            output = SimpleNamespace(token_ids=ids, logprobs=logprobs, finish_reason="stop")
+            replies.append(SimpleNamespace(outputs=[output]))
+        return replies
+
+    def copy_weights(self, weights):  # as vLLM does: copied into its own tensors, not shared with training
+        self.loaded.append({name: tensor.detach().clone() for name, tensor in weights})
+
+    monkeypatch.setattr(FakeLLM, "generate", colour_reply)
+    monkeypatch.setattr(FakeModel, "load_weights", copy_weights)
+    rl_toy.register()
+    model = rl_toy.build_tiny_model(tmp_path / "model")
+    result = train(toy_config(model, tmp_path / "out", steps=3, engine="vllm"))
+    (llm,) = FakeLLM.built
+    assert llm.options["gpu_memory_utilization"] == 0.3
+    updates = sum(not row.get("skipped") for row in read_metrics(result.out))
+    assert updates >= 1
+    loaded = llm.model_runner.model.loaded
+    assert len(loaded) == 1 + updates  # the start, then after every update
+    trained = result.model.state_dict()
+    assert set(loaded[-1]) == set(trained)
+    assert all((loaded[-1][name] == value).all() for name, value in trained.items())
+    assert not all((loaded[0][name] == value).all() for name, value in trained.items())  # it did train
+    with pytest.raises(ValueError, match="without --lora"):
+        toy_config(model, tmp_path, engine="vllm", lora=True)

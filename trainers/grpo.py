@@ -404,7 +404,9 @@ def _policy(config: GRPOConfig, path: str, world: World) -> tuple[Any, CausalLML
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if world.size == 1:
         return model, CausalLMLoss(model), lora, model
-    rollout_model = copy.deepcopy(model).eval().requires_grad_(False)
+    rollout_model = model  # a server or vLLM holds its own copy; the colocated engine samples from this one
+    if config.engine == "colocated":
+        rollout_model = copy.deepcopy(model).eval().requires_grad_(False)
     shard(model, model.get_decoder().layers, world)
     return model, CausalLMLoss(model), lora, rollout_model
 
@@ -442,6 +444,11 @@ def _policy_agent(
         options |= {"model": path, "server": server}
         agent = HFAgent(**options)
         return agent.generator, agent, options
+    if config.engine == "vllm":
+        from orchard_envs.agents.rollout.vllm_engine import VLLMEngine
+
+        engine = VLLMEngine(path, seed=config.seed, gpu_memory_utilization=config.vllm_gpu_memory)
+        return engine, HFAgent(generator=engine, **options), options
     from orchard_envs.trainers.rollouts import colocated_generator
 
     generator = colocated_generator(model, tokenizer, end_ids, config.model)
@@ -450,10 +457,10 @@ def _policy_agent(
 
 def _sync_weights(run: _Run, generator: Any) -> None:
     """The rollout weights become the trained ones: a served policy is sent them (from the main rank; the
-    others wait), a sharded policy's full copy gets them gathered; alone, a colocated generator already
-    samples from them."""
+    others wait), each rank's vLLM and a sharded policy's full copy get them gathered; alone, a colocated
+    generator already samples from them."""
     sharded = run.world.size > 1
-    if run.config.engine != "server" and not sharded:
+    if run.config.engine == "colocated" and not sharded:
         return
     if sharded:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
@@ -465,6 +472,8 @@ def _sync_weights(run: _Run, generator: Any) -> None:
     if run.config.engine == "server":
         if run.world.is_main:
             generator.load_weights(state)
+    elif run.config.engine == "vllm":
+        generator.load_weights(state)
     else:
         run.rollout_model.load_state_dict(state)
     if sharded:

@@ -53,10 +53,14 @@ class GRPOConfig(BaseModel):
     top_p: float = Field(1.0, gt=0, le=1)
     max_new_tokens: int = Field(256, ge=1, description="tokens per model turn")
     max_turns: int | None = Field(8, ge=1, description="model turns per episode (the harness's cut)")
-    engine: Literal["colocated", "server"] = Field(
+    engine: Literal["colocated", "server", "vllm"] = Field(
         "colocated",
         description="colocated: roll out with the policy being trained (nothing to sync); server: sample "
-        "from the orchard-serve at --engine-url, which is sent the new weights after every step",
+        "from the orchard-serve at --engine-url, which is sent the new weights after every step; vllm: a "
+        "colocated vLLM (CUDA, the vllm extra; untested here), sent the new weights after every step",
+    )
+    vllm_gpu_memory: float = Field(
+        0.3, gt=0, lt=1, description="vllm engine: the share of GPU memory vLLM takes (the rest trains)"
     )
     engine_url: str | None = Field(None, description="server engine: base URL of an orchard-serve of --model")
     engine_api_key: str | None = Field(None, description="server engine: its API key")
@@ -134,8 +138,10 @@ class GRPOConfig(BaseModel):
             raise ValueError(
                 "--executor ray needs --engine server: the actors reach the policy through an orchard-serve"
             )
-        if self.engine == "server" and self.lora:
-            raise ValueError("--engine server sends full weights after each step: train without --lora")
+        if self.engine in ("server", "vllm") and self.lora:
+            raise ValueError(
+                f"--engine {self.engine} is sent full weights after each step: train without --lora"
+            )
         if self.clip_high is None:
             self.clip_high = float(LOSS_DEFAULTS[self.loss]["clip_high"])  # type: ignore[arg-type]
         return self
