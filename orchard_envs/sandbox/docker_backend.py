@@ -29,11 +29,11 @@ Container shape, and why:
   commands are a fresh `docker exec bash -c`. Timeouts kill the command's process tree from the host
   (`procs`, using the exec's host pid), which needs the daemon on this host.
 * Files: `tar` run in an exec as the sandbox user, its archive on the exec's stdin or stdout; not
-  Docker's archive API (see `DockerSandbox._tar`). The image needs `tar` (GNU or busybox), as it
-  needs bash. Paths are checked against the writable areas twice: lexically, and after a `realpath`
-  inside the container (run in a private helper shell, so it costs no new exec), so a symlink can't
-  make the files API read or write elsewhere (e.g. /etc). A missing path raises
-  SandboxFileNotFound (a SandboxError and a FileNotFoundError).
+  Docker's archive API (see `DockerSandbox._tar`). The image needs GNU `tar` (the base image's; a
+  custom image must have it, as it must have bash). Paths are checked against the writable areas
+  twice: lexically, and after a `realpath` inside the container (run in a private helper shell, so
+  it costs no new exec), so a symlink can't make the files API read or write elsewhere (e.g. /etc).
+  A missing path raises SandboxFileNotFound (a SandboxError and a FileNotFoundError).
 * Snapshots are tars of the writable areas (a `docker commit` would miss the tmpfs volumes) plus the
   session's cwd and exports; fork creates a container from them and replays the session.
 """
@@ -509,7 +509,7 @@ def kill_orphans_since(init_pid: int, since: float, rounds: int = 3) -> None:
 
 
 def _raise_tar_error(what: str, complaint: str, code: int) -> None:
-    """The SandboxError for a failed tar, by what it said (GNU tar's words; busybox's are alike)."""
+    """The SandboxError for a failed tar, by what it said (GNU tar's words)."""
     lowered = complaint.lower()
     lines = [line for line in complaint.splitlines() if "exiting with failure status" not in line.lower()]
     detail = "; ".join(lines[:3]) or f"tar exited with {code}"
