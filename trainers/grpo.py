@@ -10,11 +10,11 @@ so the next step samples from the updated policy with nothing copied. State is s
 same run; the end result is a plain Hugging Face checkpoint that the `hf` agent and `orchard-bench` load.
 
 Under torchrun the trained policy is sharded with FSDP2 (weights, gradients and optimizer state; as SFT
-does), and each rank samples from a full, unsharded copy of it that gets the gathered weights after every
-update (the layout of a colocated vLLM engine). Every rank rolls out its share of each round's episodes and
-all ranks then see every group (`all_gather_object`), so they agree on the batch; each computes the loss of
-its share of the sequences, padded so that every rank runs as many forward and backward passes (FSDP's
-collectives run in lockstep), and FSDP averages the gradients.
+does); with the colocated engine each rank samples from a full, unsharded copy of it that gets the gathered
+weights after every update (the layout of a colocated vLLM engine). Every rank rolls out its share of each
+round's episodes and all ranks then see every group (`all_gather_object`), so they agree on the batch; each
+computes the loss of its share of the sequences, padded so that every rank runs as many forward and
+backward passes (FSDP's collectives run in lockstep), and FSDP averages the gradients.
 """
 
 from __future__ import annotations
@@ -428,8 +428,9 @@ def _reference(config: GRPOConfig, path: str, world: World, lora: bool) -> Any:
 def _policy_agent(
     model: Any, tokenizer: Any, end_ids: set[int], config: GRPOConfig, path: str
 ) -> tuple[Any, Any, dict[str, Any]]:
-    """The rollout engine (around the policy's own weights, or a server's), the `hf` agent the workers
-    clone, and that agent's options (how a Ray actor builds its own: only a served policy can be)."""
+    """The rollout engine (around the policy's own weights, a server's or a colocated vLLM's), the `hf`
+    agent the workers clone, and that agent's options (how a Ray actor builds its own: only a served
+    policy can be)."""
     from orchard_envs.agents.hf import HFAgent
 
     options: dict[str, Any] = {
