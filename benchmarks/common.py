@@ -59,6 +59,21 @@ def write_doc_section(name: str, markdown: str) -> None:
     DOC.write_text(text)
 
 
+def launch_worker(script: str, name: str, spec_path: Path) -> dict:
+    """Run `script --worker name --spec spec_path` in a fresh process (so its peak memory is its own) and
+    read the JSON it writes beside the spec; an error row if it failed (its output went to this console)."""
+    print(f"--- {name}", flush=True)
+    result_path = spec_path.with_name(f"result-{name}.json")
+    command = [sys.executable, script, "--worker", name, "--spec", str(spec_path)]
+    command += ["--result", str(result_path)]
+    env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(script).resolve().parent), env.get("PYTHONPATH", "")])
+    done = subprocess.run(command, env=env, check=False)
+    if done.returncode or not result_path.exists():
+        return {"error": f"{name} worker exited with status {done.returncode} (its output is above)"}
+    return json.loads(result_path.read_text())
+
+
 @contextmanager
 def env_service(backend: str) -> Iterator[dict[str, str]]:
     """A real `orchard-env serve` on a free loopback port, for the remote backend."""

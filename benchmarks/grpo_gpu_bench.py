@@ -33,15 +33,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from common import machine, write_doc_section, write_results
+from common import launch_worker, machine, write_doc_section, write_results
 from sft_gpu_bench import make_model
 
 ENV_ID = "orchard-bench/OneTurn-v0"
@@ -275,20 +272,6 @@ def worker(name: str, spec_path: Path, result_path: Path) -> None:
     result_path.write_text(json.dumps(result))
 
 
-def launch(name: str, spec_path: Path) -> dict:
-    """One trainer in a fresh process, so its peak memory is its own."""
-    print(f"--- {name}", flush=True)
-    result_path = spec_path.with_name(f"result-{name}.json")
-    command = [sys.executable, __file__, "--worker", name, "--spec", str(spec_path)]
-    command += ["--result", str(result_path)]
-    env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), env.get("PYTHONPATH", "")])
-    done = subprocess.run(command, env=env, check=False)
-    if done.returncode or not result_path.exists():
-        return {"error": f"{name} worker exited with status {done.returncode} (its output is above)"}
-    return json.loads(result_path.read_text())
-
-
 # ------------------------------------------------------------------------------------------------ report
 
 
@@ -384,9 +367,9 @@ def main() -> None:
         }
         spec_path = work / "spec.json"
         spec_path.write_text(json.dumps(spec))
-        runs = {"orchard-train grpo": launch("ours", spec_path)}
+        runs = {"orchard-train grpo": launch_worker(__file__, "ours", spec_path)}
         if not args.skip_trl:
-            runs["TRL GRPOTrainer"] = launch("trl", spec_path)
+            runs["TRL GRPOTrainer"] = launch_worker(__file__, "trl", spec_path)
     summary = {name: summarise(run, warmup) for name, run in runs.items()}
     results: dict[str, Any] = {
         "machine": {**machine(), "gpu": torch.cuda.get_device_name() if device == "cuda" else "cpu"},

@@ -50,15 +50,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import subprocess
-import sys
 import tempfile
 from importlib import metadata
 from pathlib import Path
 
-from common import machine, write_doc_section, write_results
+from common import launch_worker, machine, write_doc_section, write_results
 
 H100_BF16_TFLOPS = 989.0
 QWEN25_05B = dict(
@@ -334,27 +331,6 @@ def worker(name: str, spec_path: Path, result_path: Path) -> None:
     result_path.write_text(json.dumps(result))
 
 
-def launch(name: str, spec_path: Path) -> dict:
-    """One trainer in a fresh process, so its peak memory is its own."""
-    print(f"--- {name}", flush=True)
-    result_path = spec_path.with_name(f"result-{name}.json")
-    command = [
-        sys.executable,
-        __file__,
-        "--worker",
-        name,
-        "--spec",
-        str(spec_path),
-        "--result",
-        str(result_path),
-    ]
-    env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
-    done = subprocess.run(command, env=env, check=False)
-    if done.returncode or not result_path.exists():
-        return {"error": f"{name} worker exited with status {done.returncode} (its output is above)"}
-    return json.loads(result_path.read_text())
-
-
 # ------------------------------------------------------------------------------------------------ report
 
 
@@ -565,9 +541,9 @@ def main() -> None:
         }
         spec_path = work / "spec.json"
         spec_path.write_text(json.dumps(spec))
-        runs = {"ours": launch("ours", spec_path)}
+        runs = {"ours": launch_worker(__file__, "ours", spec_path)}
         for dtype in trl_dtypes:
-            runs[f"trl-{dtype}"] = launch(f"trl-{dtype}", spec_path)
+            runs[f"trl-{dtype}"] = launch_worker(__file__, f"trl-{dtype}", spec_path)
 
     span = example_tokens  # causal attention reaches back over one conversation
     flops_per_token = 6 * model["params"] + 6 * model["layers"] * span * model["attention_width"]
