@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "benchmarks" / "results"
@@ -57,6 +58,24 @@ def write_doc_section(name: str, markdown: str) -> None:
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     DOC.write_text(text)
+
+
+def add_worker_flags(parser: Any) -> None:
+    """The hidden flags `launch_worker` runs a script with (`--worker NAME --spec PATH --result PATH`)."""
+    import argparse
+
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+
+
+def gpu_or_smoke(smoke: bool) -> str:
+    """The device of a one-GPU benchmark: "cuda", or "cpu" for its --smoke check; a clear exit without one."""
+    import torch
+
+    if not smoke and not torch.cuda.is_available():
+        raise SystemExit("no CUDA GPU here: this benchmark is for one GPU; --smoke checks its path on CPU")
+    return "cpu" if smoke else "cuda"
 
 
 def launch_worker(script: str, name: str, spec_path: Path) -> dict:

@@ -38,7 +38,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from common import launch_worker, machine, write_doc_section, write_results
+from common import add_worker_flags, gpu_or_smoke, launch_worker, machine, write_doc_section, write_results
 from sft_gpu_bench import make_model
 
 ENV_ID = "orchard-bench/OneTurn-v0"
@@ -334,9 +334,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=None, help="steps left out (default 2)")
     parser.add_argument("--trl-micro-batch", type=int, default=8, help="TRL's per-device train batch")
     parser.add_argument("--skip-trl", action="store_true", help="ours only (e.g. without TRL installed)")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    add_worker_flags(parser)
     args = parser.parse_args()
     if args.worker:
         worker(args.worker, args.spec, args.result)
@@ -344,9 +342,7 @@ def main() -> None:
 
     import torch
 
-    device = "cpu" if args.smoke else "cuda"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("no CUDA GPU here: this benchmark is for one GPU; --smoke checks its path on CPU")
+    device = gpu_or_smoke(args.smoke)
     tokens = args.tokens or (8 if args.smoke else 256)
     steps = args.steps or (2 if args.smoke else 6)
     warmup = args.warmup if args.warmup is not None else (1 if args.smoke else 2)

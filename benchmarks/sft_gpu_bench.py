@@ -55,7 +55,7 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
-from common import launch_worker, machine, write_doc_section, write_results
+from common import add_worker_flags, gpu_or_smoke, launch_worker, machine, write_doc_section, write_results
 
 H100_BF16_TFLOPS = 989.0
 QWEN25_05B = dict(
@@ -479,19 +479,14 @@ def main() -> None:
         help="TRL weight dtypes; float32 is its default for a model path (default: both; smoke: float32)",
     )
     parser.add_argument("--peak-tflops", type=float, default=None, help="989 (H100 bf16 dense) on GPU")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    add_worker_flags(parser)
     args = parser.parse_args()
     if args.worker:
         worker(args.worker, args.spec, args.result)
         return
 
-    import torch
 
-    device = "cpu" if args.smoke else "cuda"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("no CUDA GPU here: this benchmark is for one GPU; --smoke checks its path on CPU")
+    device = gpu_or_smoke(args.smoke)
     seq_len = args.seq_len or (256 if args.smoke else 4096)
     warmup = args.warmup if args.warmup is not None else (1 if args.smoke else 3)
     steps = args.steps or (2 if args.smoke else 10)

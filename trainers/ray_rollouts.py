@@ -25,8 +25,7 @@ from orchard_envs.leaderboard.ray_executor import (
     require_ray,
     result_of,
 )
-
-MAX_INFRA_RETRIES = 2
+from orchard_envs.trainers.rollouts import MAX_INFRA_RETRIES
 
 
 class RolloutActor(EpisodeActor):
